@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine (each creates .venv on first use):
+#   make demo   build/compile a student and run it in OpenMM on a built-in default
+#   make test   run the test suite (slow end-to-end tests included; `make test-fast` skips them)
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: env demo test test-fast bench clean-env
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[orb,test]"
+	touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/openmm-distill demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/student_speed.py
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,62 @@
+"""An ASE ``Calculator`` running a compiled student (same file, same numbers as in OpenMM)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from openmm_distill.export.student import CompiledStudent, load_student
+from openmm_distill.openmm_integration.checks import check_box, check_positions
+from openmm_distill.units import ANGSTROM_TO_NM, KJ_PER_MOL_TO_EV, NM_TO_ANGSTROM
+
+
+class StudentCalculator(Calculator):
+    """ASE calculator for a compiled student.
+
+    Parameters
+    ----------
+    student : shipped student name, path of a compiled file, or :class:`CompiledStudent`
+    device : torch device, default CUDA when available
+
+    Energies in eV, forces in eV/Angstrom (ASE units). Periodic cells must be in
+    OpenMM's reduced (lower-triangular) form and at least twice the cutoff wide.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, student, device: Optional[str] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.student: CompiledStudent = load_student(student)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._module = None
+        self._bound_numbers: Optional[np.ndarray] = None
+
+    def _module_for(self, numbers: np.ndarray):
+        if self._module is None or self._bound_numbers is None or not np.array_equal(numbers, self._bound_numbers):
+            self._module = self.student.bound_module(numbers, device=self.device)
+            self._bound_numbers = numbers.copy()
+        return self._module
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        numbers = self.atoms.get_atomic_numbers().astype(np.int64)
+        module = self._module_for(numbers)
+        pos_nm = check_positions(self.atoms.get_positions() * ANGSTROM_TO_NM)
+        box = None
+        if self.atoms.pbc.any():
+            if not self.atoms.pbc.all():
+                raise ValueError(f"mixed periodicity {self.atoms.pbc.tolist()} is not supported; use all or none")
+            cell_nm = np.asarray(self.atoms.cell) * ANGSTROM_TO_NM
+            if np.abs(np.triu(cell_nm, 1)).max() > 1e-12:
+                raise ValueError("periodic cell must be in reduced (lower-triangular) form, as OpenMM uses")
+            check_box(cell_nm, self.student.cutoff_nm)
+            box = torch.tensor(cell_nm, dtype=torch.float64, device=self.device)
+        positions = torch.tensor(pos_nm, dtype=torch.float64, device=self.device, requires_grad=True)
+        energy = module(positions, box)
+        (grad,) = torch.autograd.grad(energy, positions)
+        e_ev = float(energy.detach()) * KJ_PER_MOL_TO_EV
+        # kJ/mol/nm -> eV/A
+        forces = -grad.detach().cpu().numpy() * KJ_PER_MOL_TO_EV / NM_TO_ANGSTROM
+        self.results = {"energy": e_ev, "free_energy": e_ev, "forces": forces}

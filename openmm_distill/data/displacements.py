@@ -1,0 +1,162 @@
+"""Off-equilibrium geometries by displacing a reference structure.
+
+Two kinds:
+
+* random Gaussian displacements: every Cartesian coordinate moved by
+  ``N(0, sigma^2)``; cheap and unbiased, but mostly compresses stiff bonds;
+* normal-mode displacements (the ANI "normal mode sampling" idea): displace
+  along the vibrational modes of a Hessian with Boltzmann amplitudes at a
+  temperature, so soft modes (torsions, bends) move a lot and stiff bonds a
+  little, as in a thermal ensemble.
+
+Units: positions Angstrom, Hessian eV/Angstrom^2, masses Dalton, temperature K.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from openmm_distill.elements import MASSES
+
+# Boltzmann constant, eV/K (CODATA 2018, exact).
+BOLTZMANN_EV_PER_K = 8.617333262e-5
+
+
+def random_displacement(positions: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Positions plus isotropic Gaussian noise.
+
+    Parameters
+    ----------
+    positions : numpy.ndarray, shape (N, 3), Angstrom
+    sigma : float
+        Standard deviation per Cartesian component, Angstrom.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 3), Angstrom
+    """
+    return positions + rng.normal(0.0, sigma, size=positions.shape)
+
+
+def atomic_masses(atomic_numbers: np.ndarray) -> np.ndarray:
+    """Masses in Dalton (elements beyond the package table fall back to 2*Z)."""
+    return np.array([MASSES[z] if z < len(MASSES) else 2.0 * z for z in atomic_numbers], dtype=np.float64)
+
+
+def normal_modes(hessian: np.ndarray, atomic_numbers: np.ndarray, linear: Optional[bool] = None):
+    """Vibrational modes of a Cartesian Hessian.
+
+    Parameters
+    ----------
+    hessian : numpy.ndarray, shape (3N, 3N), eV/Angstrom^2
+    atomic_numbers : numpy.ndarray of int, shape (N,)
+    linear : bool, optional
+        Drop 5 (linear) rather than 6 rigid-body modes; ``None``: 6 for N > 2.
+
+    Returns
+    -------
+    eigenvalues : numpy.ndarray, shape (M,)
+        Mass-weighted eigenvalues, eV/(Angstrom^2 Dalton); may be negative at a
+        non-stationary geometry.
+    modes : numpy.ndarray, shape (M, N, 3)
+        Cartesian displacement directions ``M^-1/2 v`` (not normalised).
+    """
+    n = len(atomic_numbers)
+    masses = np.repeat(atomic_masses(atomic_numbers), 3)
+    inv_sqrt_m = 1.0 / np.sqrt(masses)
+    mw = hessian * inv_sqrt_m[:, None] * inv_sqrt_m[None, :]
+    eigenvalues, vectors = np.linalg.eigh(0.5 * (mw + mw.T))
+    if n == 1:
+        n_rigid = 3
+    elif linear or (linear is None and n == 2):
+        n_rigid = 5
+    else:
+        n_rigid = 6
+    # The rigid-body modes have the smallest |eigenvalue|.
+    order = np.argsort(np.abs(eigenvalues))
+    keep = np.sort(order[n_rigid:])
+    modes = (vectors[:, keep] * inv_sqrt_m[:, None]).T.reshape(-1, n, 3)
+    return eigenvalues[keep], modes
+
+
+def normal_mode_displacement(
+    positions: np.ndarray,
+    eigenvalues: np.ndarray,
+    modes: np.ndarray,
+    temperature_K: float,
+    rng: np.random.Generator,
+    *,
+    min_eigenvalue: float = 0.05,
+    max_displacement: float = 0.5,
+) -> np.ndarray:
+    """A classical Boltzmann sample of harmonic normal-mode amplitudes.
+
+    Each mass-weighted coordinate ``q_i ~ N(0, kT / |lambda_i|)``; the
+    displacement is ``sum_i q_i M^-1/2 v_i``.
+
+    Parameters
+    ----------
+    positions : numpy.ndarray, shape (N, 3), Angstrom
+    eigenvalues, modes
+        From :func:`normal_modes`.
+    temperature_K : float
+    rng : numpy.random.Generator
+    min_eigenvalue : float
+        Floor on ``|lambda_i|``, eV/(Angstrom^2 Dalton), so that very soft or
+        imaginary modes do not get unbounded amplitudes.
+    max_displacement : float
+        If any atom would move further than this (Angstrom), the whole
+        displacement is scaled down to it.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 3), Angstrom
+    """
+    if len(eigenvalues) == 0:
+        return positions.copy()
+    kt = BOLTZMANN_EV_PER_K * float(temperature_K)
+    stiffness = np.maximum(np.abs(eigenvalues), min_eigenvalue)
+    q = rng.normal(0.0, 1.0, size=len(eigenvalues)) * np.sqrt(kt / stiffness)
+    delta = np.tensordot(q, modes, axes=1)
+    largest = float(np.linalg.norm(delta, axis=1).max())
+    if largest > max_displacement:
+        delta *= max_displacement / largest
+    return positions + delta
+
+
+def teacher_hessian(teacher, atomic_numbers: np.ndarray, positions: np.ndarray, step: float = 5e-3, charge=None) -> np.ndarray:
+    """Cartesian Hessian of a teacher by central differences of its forces.
+
+    Costs ``6 N`` teacher calls.
+
+    Parameters
+    ----------
+    teacher : openmm_distill.teachers.Teacher
+    atomic_numbers : numpy.ndarray of int, shape (N,)
+    positions : numpy.ndarray, shape (N, 3), Angstrom
+    step : float
+        Displacement, Angstrom.
+
+    Returns
+    -------
+    numpy.ndarray, shape (3N, 3N), eV/Angstrom^2
+
+    Raises
+    ------
+    TeacherError
+        If any of the displaced calls fails.
+    """
+    x0 = np.asarray(positions, dtype=np.float64).reshape(-1)
+    n = x0.size
+    hessian = np.empty((n, n))
+    for k in range(n):
+        xp = x0.copy()
+        xp[k] += step
+        xm = x0.copy()
+        xm[k] -= step
+        fp = teacher.compute(atomic_numbers, xp.reshape(-1, 3), charge=charge).forces.reshape(-1)
+        fm = teacher.compute(atomic_numbers, xm.reshape(-1, 3), charge=charge).forces.reshape(-1)
+        hessian[k] = -(fp - fm) / (2 * step)
+    return 0.5 * (hessian + hessian.T)

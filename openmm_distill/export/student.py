@@ -1,0 +1,96 @@
+"""A compiled student on disk: its metadata, and modules bound to a System's atoms."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from openmm_distill.elements import symbol, symbols
+from openmm_distill.errors import UnsupportedElementError
+from openmm_distill.export.torchscript import load_compiled
+
+# Students shipped inside the package (trained by training/ recipes, see their model cards).
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "students"
+
+
+def available_students() -> List[str]:
+    """Names of the compiled students shipped with the package."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
+
+
+def resolve_student_path(student: str | os.PathLike) -> Path:
+    """A shipped student's name, or a path to a compiled file."""
+    path = Path(student)
+    if path.suffix == "" and not path.exists():
+        shipped = SHIPPED_DIR / f"{student}.pt"
+        if shipped.is_file():
+            return shipped
+        raise FileNotFoundError(
+            f"no shipped student named {str(student)!r} (shipped: {available_students() or 'none'}) "
+            "and no such file; pass the path of a compiled student (.pt)"
+        )
+    return path
+
+
+class CompiledStudent:
+    """A compiled student file plus its metadata.
+
+    Parameters
+    ----------
+    path : path of a file written by :func:`openmm_distill.export.compile_student`
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = resolve_student_path(path)
+        self._module, self.metadata = load_compiled(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("name") or self.path.stem
+
+    @property
+    def elements(self) -> List[int]:
+        return list(self.metadata["elements"])
+
+    @property
+    def cutoff_nm(self) -> float:
+        return float(self.metadata["cutoff_nm"])
+
+    def check_elements(self, atomic_numbers: Sequence[int]) -> None:
+        """Raise :class:`UnsupportedElementError` naming any element the student does not support."""
+        z = np.asarray(atomic_numbers, dtype=np.int64)
+        bad = sorted(set(int(x) for x in np.unique(z)) - set(self.elements))
+        if bad:
+            names = ", ".join(f"{symbol(b) if 0 < b < 37 else '?'} (Z={b})" for b in bad)
+            count = int(np.isin(z, bad).sum())
+            raise UnsupportedElementError(
+                f"student {self.name!r} does not support element(s) {names} ({count} atom(s)); "
+                f"it supports {', '.join(symbols(self.elements))}"
+            )
+
+    def bound_module(self, atomic_numbers: Sequence[int], indices: Optional[Sequence[int]] = None,
+                     device: str = "cpu") -> torch.jit.ScriptModule:
+        """A fresh copy of the module bound to these atoms (one per Force; modules hold per-System buffers)."""
+        self.check_elements(atomic_numbers)
+        module, _ = load_compiled(self.path, map_location=device)
+        idx = None if indices is None else torch.tensor(list(indices), dtype=torch.long)
+        module.set_atoms(torch.tensor(np.asarray(atomic_numbers, dtype=np.int64)), idx)
+        return module
+
+    def __repr__(self) -> str:
+        return (f"CompiledStudent({str(self.path)!r}, preset={self.metadata.get('preset')!r}, "
+                f"elements={symbols(self.elements)}, cutoff={self.cutoff_nm} nm)")
+
+
+def load_student(student: "str | os.PathLike | CompiledStudent") -> CompiledStudent:
+    """A shipped student by name (see :func:`available_students`) or a compiled file by path."""
+    return student if isinstance(student, CompiledStudent) else CompiledStudent(student)
+
+
+def metadata_summary(meta: Dict[str, Any]) -> str:
+    keys = ["preset", "architecture", "n_parameters", "element_symbols", "cutoff_angstrom", "dtype",
+            "teacher", "training_data_hash", "package_version", "torch_version", "created"]
+    return "\n".join(f"{k:>20}: {meta.get(k)}" for k in keys if k in meta)

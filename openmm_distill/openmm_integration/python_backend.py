@@ -1,0 +1,63 @@
+"""Backend 2: ``openmm.PythonForce`` (OpenMM >= 8.6) calling the same compiled student.
+
+Works with any torch version (no openmm-torch build needed); this is the path
+upstream recommends now that TorchScript and TorchForce are frozen. The
+computation object is picklable and carries the bound module's bytes, so a
+System holding it survives XML serialisation.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import openmm
+import torch
+from openmm import unit
+
+from openmm_distill.export.student import CompiledStudent
+from openmm_distill.export.torchscript import module_from_bytes, module_to_bytes
+
+
+class StudentComputation:
+    """``computation(state) -> (energy kJ/mol, forces kJ/mol/nm)`` for ``openmm.PythonForce``."""
+
+    def __init__(self, module_bytes: bytes, periodic: bool, device: Optional[str] = None):
+        self.module_bytes = module_bytes
+        self.periodic = periodic
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._module = None
+
+    @property
+    def module(self):
+        if self._module is None:
+            self._module = module_from_bytes(self.module_bytes, map_location=self.device)
+        return self._module
+
+    def __call__(self, state: openmm.State):
+        pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        positions = torch.tensor(np.asarray(pos), dtype=torch.float32, device=self.device, requires_grad=True)
+        box = None
+        if self.periodic:
+            b = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+            box = torch.tensor(np.asarray(b), dtype=torch.float32, device=self.device)
+        energy = self.module(positions, box)
+        (grad,) = torch.autograd.grad(energy, positions)
+        return float(energy.detach()), (-grad).detach().cpu().numpy().astype(np.float64)
+
+    def __getstate__(self):
+        return {"module_bytes": self.module_bytes, "periodic": self.periodic, "device": None}
+
+    def __setstate__(self, state):
+        self.__init__(state["module_bytes"], state["periodic"], state["device"])
+
+
+def make_python_force(student: CompiledStudent, atomic_numbers: Sequence[int], indices: Optional[Sequence[int]],
+                      periodic: bool, device: Optional[str] = None) -> openmm.PythonForce:
+    """An ``openmm.PythonForce`` evaluating ``student`` on the given particles."""
+    if not hasattr(openmm, "PythonForce"):
+        raise ImportError(f"backend='python' needs OpenMM >= 8.6 (openmm.PythonForce); this is OpenMM {openmm.__version__}")
+    module = student.bound_module(atomic_numbers, indices)
+    force = openmm.PythonForce(StudentComputation(module_to_bytes(module), bool(periodic), device))
+    force.setUsesPeriodicBoundaryConditions(bool(periodic))
+    force.setName(f"openmm-distill student {student.name} (PythonForce)")
+    return force

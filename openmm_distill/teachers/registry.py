@@ -1,0 +1,64 @@
+"""Teachers by name. Backends are imported only when a teacher is built, so a
+missing optional package (orb-models) only matters to those who ask for it."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Dict, List
+
+from openmm_distill.errors import ConfigError
+from openmm_distill.teachers.base import Teacher
+
+DEFAULT_TEACHER = "gfn2-xtb"
+
+
+def _lazy(module: str, cls: str, install: str) -> Callable[..., Teacher]:
+    def factory(**options: Any) -> Teacher:
+        try:
+            mod = importlib.import_module(f"openmm_distill.teachers.{module}")
+        except ImportError as exc:  # pragma: no cover - adapters import their backends lazily
+            raise ImportError(f"teacher module {module!r} could not be imported ({exc}); install with: {install}") from exc
+        return getattr(mod, cls)(**options)
+
+    factory.__name__ = f"make_{cls}"
+    factory.__doc__ = f"Build :class:`openmm_distill.teachers.{module}.{cls}`; requires: {install}"
+    return factory
+
+
+# name -> factory(**options) -> Teacher. Order: the default first.
+TEACHERS: Dict[str, Callable[..., Teacher]] = {
+    "gfn2-xtb": _lazy("gfn2_xtb", "GFN2xTBTeacher", "pip install tblite==0.8.0"),
+    "orb-v2": _lazy("orb_v2", "OrbV2Teacher", "pip install 'openmm-distill[orb]'  (orb-models==0.5.5)"),
+    "ase": _lazy("ase_teacher", "ASETeacher", "pip install ase"),
+}
+
+
+def available_teachers() -> List[str]:
+    """Names accepted by :func:`get_teacher`, the default (``"gfn2-xtb"``) first."""
+    return list(TEACHERS)
+
+
+def get_teacher(name: str = DEFAULT_TEACHER, **options: Any) -> Teacher:
+    """Build a teacher by registry name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_teachers`: ``"gfn2-xtb"`` (default), ``"orb-v2"``, ``"ase"``.
+    **options
+        Passed to the adapter, e.g. ``accuracy=0.1`` for GFN2-xTB,
+        ``weights_path=...`` for orb-v2, ``calculator="ase.calculators.emt:EMT"`` for ase.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name (the message lists the allowed ones) or a bad option.
+    ImportError
+        If the backend package is missing (the message names the install command).
+    """
+    key = str(name).strip().lower()
+    if key not in TEACHERS:
+        raise ConfigError(f"unknown teacher {name!r}; allowed: {', '.join(available_teachers())}")
+    try:
+        return TEACHERS[key](**options)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for teacher {key!r} {sorted(options)}: {exc}") from exc
