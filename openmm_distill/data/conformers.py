@@ -150,14 +150,20 @@ def mmff_hessian(mol, conformer_id: int, step: float = 1e-3) -> Optional[np.ndar
     ff = AllChem.MMFFGetMoleculeForceField(mol, props, confId=int(conformer_id))
     x0 = np.array(ff.Positions(), dtype=np.float64)
     n = x0.size
+
+    def gradient(x: np.ndarray) -> np.ndarray:
+        # RDKit quirk: ForceField.CalcGrad(pos) reuses state from the previous
+        # CalcEnergy call; without CalcEnergy(pos) first it returns a gradient
+        # that is neither at pos nor at the stored positions.
+        ff.CalcEnergy(x.tolist())
+        return np.array(ff.CalcGrad(x.tolist()))
+
     hessian = np.empty((n, n))
     for k in range(n):
         xp = x0.copy()
         xp[k] += step
         xm = x0.copy()
         xm[k] -= step
-        gp = np.array(ff.CalcGrad(xp.tolist()))
-        gm = np.array(ff.CalcGrad(xm.tolist()))
-        hessian[k] = (gp - gm) / (2 * step)
+        hessian[k] = (gradient(xp) - gradient(xm)) / (2 * step)
     hessian = 0.5 * (hessian + hessian.T) * KCAL_PER_MOL_TO_EV
     return hessian

@@ -215,6 +215,10 @@ class DatasetWriter:
         """Keys of the structures written so far (a copy)."""
         return set(self._keys)
 
+    def has_key(self, key: str) -> bool:
+        """Whether a structure with this key has been written."""
+        return key in self._keys
+
     @property
     def failed_keys(self) -> set:
         return set(self._failed)
@@ -227,6 +231,10 @@ class DatasetWriter:
     @property
     def n_structures(self) -> int:
         return int(self._f["energy"].shape[0])
+
+    @property
+    def n_molecules(self) -> int:
+        return len(self._molecules)
 
     @property
     def metadata(self) -> Dict[str, Any]:
@@ -467,9 +475,44 @@ class LabelledDataset:
             index=i,
         )
 
+    def block(self, start: int, stop: int) -> List[LabelledStructure]:
+        """Structures ``start..stop-1``, read with one slice per array (fast for copying)."""
+        start, stop = max(0, int(start)), min(self._n, int(stop))
+        if start >= stop:
+            return []
+        f = self._f
+        a0 = int(self.offsets[start])
+        a1 = int(self.offsets[stop - 1] + self.n_atoms[stop - 1])
+        numbers = f["atomic_numbers"][a0:a1].astype(np.int64)
+        positions = f["positions"][a0:a1]
+        forces = f["forces"][a0:a1].astype(np.float64)
+        keys = f["key"].asstr()[start:stop]
+        provenance = f["provenance"].asstr()[start:stop]
+        boxes = f["box"][start:stop] if self.periodic else None
+        out = []
+        for j, i in enumerate(range(start, stop)):
+            a, n = int(self.offsets[i]) - a0, int(self.n_atoms[i])
+            mol = int(self.molecule_id[i])
+            out.append(
+                LabelledStructure(
+                    key=str(keys[j]),
+                    molecule=self.molecule_names[mol],
+                    smiles=self.molecule_smiles[mol],
+                    atomic_numbers=numbers[a : a + n],
+                    positions=positions[a : a + n],
+                    energy=float(self.energy[i]),
+                    forces=forces[a : a + n],
+                    box=None if boxes is None else boxes[j],
+                    charge=int(self.charge[i]),
+                    provenance=json.loads(provenance[j]),
+                    index=i,
+                )
+            )
+        return out
+
     def __iter__(self) -> Iterator[LabelledStructure]:
-        for i in range(self._n):
-            yield self[i]
+        for lo in range(0, self._n, 1024):
+            yield from self.block(lo, lo + 1024)
 
     def read_arrays(self) -> Dict[str, np.ndarray]:
         """All per-atom and per-structure arrays in memory (for validation and statistics).

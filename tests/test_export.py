@@ -1,0 +1,101 @@
+"""Compile step: scripted vs eager vs reloaded, metadata, refusal of foreign or incompatible files."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from openmm_distill.errors import IncompatibleFileError, UnsupportedElementError
+from openmm_distill.export import DeployedStudent, compile_student, load_compiled, load_student
+from openmm_distill.export.torchscript import METADATA_FILE
+from openmm_distill.models import build_student, save_checkpoint
+from tests.conftest import TOLERANCE
+
+
+def energy_forces(module, z, pos_nm, box=None):
+    module.set_atoms(torch.tensor(z), None)
+    pos = torch.tensor(pos_nm, dtype=torch.float64, requires_grad=True)
+    e = module(pos, box)
+    (g,) = torch.autograd.grad(e, pos)
+    return float(e.detach()), -g.numpy()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_scripted_eager_and_reloaded_agree(tmp_path, aspirin, dtype):
+    z, pos, _ = aspirin
+    torch.manual_seed(0)
+    model = build_student("tiny")
+    model.energy_scale.fill_(2.0)
+    meta = compile_student(model, tmp_path / "s.pt", dtype=dtype, preset="tiny")
+    eager = DeployedStudent(model, {"float32": torch.float32, "float64": torch.float64}[dtype])
+    scripted = torch.jit.script(DeployedStudent(build_student("tiny"), eager.dtype))
+    scripted.load_state_dict(eager.state_dict())
+    reloaded, meta2 = load_compiled(tmp_path / "s.pt")
+    e0, f0 = energy_forces(eager, z, pos)
+    rtol, ftol = TOLERANCE[dtype]
+    for other in (scripted, reloaded):
+        e1, f1 = energy_forces(other, z, pos)
+        assert e1 == pytest.approx(e0, rel=rtol)
+        np.testing.assert_allclose(f1, f0, atol=ftol * max(1.0, np.abs(f0).max() / 100))
+    assert meta2 == json.loads(json.dumps(meta))
+
+
+def test_metadata_is_embedded(student32):
+    _, meta = load_compiled(student32)
+    assert meta["units"] == {"positions": "nm", "box_vectors": "nm", "energy": "kJ/mol", "forces": "kJ/mol/nm"}
+    assert meta["elements"] == [1, 6, 7, 8, 9, 15, 16, 17]
+    assert meta["element_symbols"][:4] == ["H", "C", "N", "O"]
+    assert meta["cutoff_nm"] == pytest.approx(0.5)
+    assert meta["preset"] == "ultra-tiny"
+    assert meta["torch_version"] == torch.__version__
+    for key in ("package_version", "created", "n_parameters", "dtype", "scripted_vs_eager"):
+        assert key in meta
+
+
+def test_unbound_module_refuses_to_compute(student32):
+    module, _ = load_compiled(student32)
+    with pytest.raises(Exception, match="set_atoms"):
+        module(torch.zeros(3, 3), None)
+
+
+def test_unsupported_element_named_with_supported_list(student32):
+    with pytest.raises(UnsupportedElementError, match=r"Fe \(Z=26\).*H, C, N, O, F, P, S, Cl"):
+        load_student(student32).bound_module([6, 26, 1])
+
+
+def test_foreign_files_are_refused(tmp_path, student32):
+    # A training checkpoint passed where a compiled file is expected.
+    save_checkpoint(tmp_path / "ckpt.pt", build_student("ultra-tiny"))
+    with pytest.raises(IncompatibleFileError, match="not a TorchScript file.*compile"):
+        load_compiled(tmp_path / "ckpt.pt")
+    # A TorchScript file that is not a student.
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "linear.pt"))
+    with pytest.raises(IncompatibleFileError, match="not a compiled openmm-distill student"):
+        load_compiled(tmp_path / "linear.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"\x00" * 64)
+    with pytest.raises(IncompatibleFileError):
+        load_compiled(tmp_path / "garbage.pt")
+
+
+def test_incompatible_format_version_is_refused(tmp_path, student32):
+    module, meta = load_compiled(student32)
+    meta["format_version"] = 99
+    meta["package_version"] = "9.0.0"
+    torch.jit.save(module, str(tmp_path / "future.pt"), _extra_files={METADATA_FILE: json.dumps(meta)})
+    with pytest.raises(IncompatibleFileError, match="format version 99.*9.0.0.*recompile"):
+        load_compiled(tmp_path / "future.pt")
+
+
+def test_compile_cli_and_info_cli(tmp_path, capsys):
+    from openmm_distill.cli import main
+
+    save_checkpoint(tmp_path / "c.pt", build_student("ultra-tiny"), preset="ultra-tiny", provenance={"note": "test"})
+    assert main(["compile", str(tmp_path / "c.pt"), "-o", str(tmp_path / "c_compiled.pt")]) == 0
+    assert main(["info", str(tmp_path / "c_compiled.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "ultra-tiny" in out and "cutoff" in out
+    _, meta = load_compiled(tmp_path / "c_compiled.pt")
+    assert meta["note"] == "test" and meta["source_checkpoint"].endswith("c.pt")
+    # Errors come back as a message and exit code 1, not a traceback.
+    assert main(["info", str(tmp_path / "c.pt")]) == 1
+    assert "not a TorchScript file" in capsys.readouterr().err

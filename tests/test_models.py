@@ -1,0 +1,173 @@
+"""Student architecture: registry, symmetry, locality, smoothness, neighbour search, checkpoints."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from openmm_distill.errors import IncompatibleFileError
+from openmm_distill.models import (
+    PRESETS, build_student, count_parameters, load_checkpoint, neighbor_list, preset_names, save_checkpoint,
+)
+from openmm_distill.models.checkpoint import CHECKPOINT_FORMAT_VERSION, read_checkpoint
+from openmm_distill.models.neighbors import all_pairs, cell_list
+
+torch.set_default_dtype(torch.float64)
+
+
+def energy(model, z, pos, box=None):
+    species = model.species_of(torch.as_tensor(z))
+    pos = torch.as_tensor(pos, dtype=torch.float64)
+    ei, sh = neighbor_list(pos, model.cutoff, None if box is None else torch.as_tensor(box))
+    return model(species, pos, ei, sh, torch.zeros(len(z), dtype=torch.long), 1)[0]
+
+
+def energy_forces(model, z, pos, box=None):
+    pos = torch.tensor(pos, dtype=torch.float64, requires_grad=True)
+    e = energy(model, z, pos, box)
+    (g,) = torch.autograd.grad(e, pos)
+    return float(e), -g.numpy()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(1)
+    m = build_student("ultra-tiny").double()
+    m.energy_scale.fill_(3.0)
+    return m
+
+
+def random_molecule(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.choice([1, 6, 7, 8], size=n)
+    return z, rng.uniform(0, 4.0, size=(n, 3))
+
+
+def random_rotation(seed=0):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return q * np.sign(np.linalg.det(q))
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_presets_build_and_have_expected_sizes(preset):
+    n = count_parameters(build_student(preset))
+    # Sizes of the original project's students: ~430K / ~77K / ~21K; ours within 25 %.
+    target = {"original": 430_000, "tiny": 77_000, "ultra-tiny": 21_000}[preset]
+    assert 0.75 * target < n < 1.1 * target
+    assert PRESETS[preset].cutoff == 5.0
+
+
+def test_unknown_preset_names_choices():
+    with pytest.raises(ValueError, match="unknown student preset 'huge'.*original"):
+        build_student("huge")
+
+
+def test_unsupported_element_is_named(model):
+    with pytest.raises(ValueError, match=r"\[26\]"):
+        model.species_of(torch.tensor([6, 26, 1]))
+
+
+def test_rotation_translation_invariance_and_force_equivariance(model):
+    z, pos = random_molecule()
+    e0, f0 = energy_forces(model, z, pos)
+    rot = random_rotation(3)
+    e1, f1 = energy_forces(model, z, pos @ rot.T + np.array([3.0, -7.0, 11.0]))
+    assert e1 == pytest.approx(e0, abs=1e-9)
+    np.testing.assert_allclose(f1, f0 @ rot.T, atol=1e-9)
+
+
+def test_permutation_invariance(model):
+    z, pos = random_molecule()
+    perm = np.random.default_rng(5).permutation(len(z))
+    e0, f0 = energy_forces(model, z, pos)
+    e1, f1 = energy_forces(model, z[perm], pos[perm])
+    assert e1 == pytest.approx(e0, abs=1e-9)
+    np.testing.assert_allclose(f1, f0[perm], atol=1e-9)
+
+
+def test_far_apart_fragments_are_additive(model):
+    za, pa = random_molecule(8, seed=1)
+    zb, pb = random_molecule(9, seed=2)
+    ea = energy_forces(model, za, pa)[0]
+    eb = energy_forces(model, zb, pb)[0]
+    eab = energy_forces(model, np.concatenate([za, zb]), np.concatenate([pa, pb + 50.0]))[0]
+    assert eab == pytest.approx(ea + eb, abs=1e-9)
+
+
+def test_energy_and_force_vanish_smoothly_at_cutoff(model):
+    """Two atoms: the interaction and its force go to zero continuously as r -> cutoff."""
+    rc = model.cutoff
+    far = energy_forces(model, [6, 8], [[0, 0, 0], [rc + 0.5, 0, 0]])
+    for eps in [1e-2, 1e-3]:
+        e, f = energy_forces(model, [6, 8], [[0, 0, 0], [rc - eps, 0, 0]])
+        assert abs(e - far[0]) < 1e-2 * eps ** 0  # continuous
+        assert np.abs(f).max() < 50 * eps  # force ~ (rc - r) near the cutoff
+
+
+def test_periodic_image_invariance(model):
+    z, pos = random_molecule(20, seed=4)
+    box = np.array([[12.0, 0, 0], [1.5, 11.0, 0], [-2.0, 1.0, 10.5]])  # reduced triclinic
+    e0, f0 = energy_forces(model, z, pos, box)
+    shifted = pos.copy()
+    shifted[3] += box[0] - 2 * box[2]
+    shifted[7] -= box[1]
+    e1, f1 = energy_forces(model, z, shifted, box)
+    assert e1 == pytest.approx(e0, abs=1e-9)
+    np.testing.assert_allclose(f1, f0, atol=1e-9)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_cell_list_finds_the_same_pairs_as_all_pairs(periodic):
+    rng = np.random.default_rng(0)
+    box = torch.tensor([[20.0, 0, 0], [3.0, 19.0, 0], [-4.0, 2.5, 18.0]]) if periodic else None
+    frac = torch.tensor(rng.uniform(size=(900, 3)))
+    pos = frac @ box if periodic else frac * 25.0
+    a_idx, a_sh = all_pairs(pos, 5.0, box)
+    c_idx, c_sh = cell_list(pos, 5.0, box)
+    a = {(int(i), int(j), *np.round(s, 6)) for (i, j), s in zip(a_idx.T.tolist(), a_sh.numpy())}
+    c = {(int(i), int(j), *np.round(s, 6)) for (i, j), s in zip(c_idx.T.tolist(), c_sh.numpy())}
+    assert len(a) > 1000 and a == c
+
+
+def test_batched_pairs_stay_within_structures():
+    pos = torch.zeros(6, 3)
+    pos[:, 0] = torch.arange(6) * 0.5
+    batch = torch.tensor([0, 0, 0, 1, 1, 1])
+    idx, _ = neighbor_list(pos, 5.0, batch=batch)
+    assert (batch[idx[0]] == batch[idx[1]]).all() and idx.shape[1] == 12
+
+
+def test_checkpoint_round_trip_and_format_checks(tmp_path, model):
+    path = tmp_path / "s.pt"
+    save_checkpoint(path, model, preset="ultra-tiny", extra={"epoch": 3})
+    raw = torch.load(path, weights_only=True)  # plain data only: loads without pickle code
+    assert not any(k.startswith("model.") for k in raw["state_dict"])
+    loaded, payload = load_checkpoint(path)
+    z, pos = random_molecule()
+    assert energy_forces(loaded.double(), z, pos)[0] == pytest.approx(energy_forces(model, z, pos)[0], abs=1e-9)
+    assert payload["extra"]["epoch"] == 3
+    raw["format_version"] = CHECKPOINT_FORMAT_VERSION + 1
+    torch.save(raw, tmp_path / "future.pt")
+    with pytest.raises(IncompatibleFileError, match="format version 2"):
+        read_checkpoint(tmp_path / "future.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(IncompatibleFileError, match="not a readable"):
+        read_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(IncompatibleFileError, match="not an openmm-distill student checkpoint"):
+        read_checkpoint(tmp_path / "other.pt")
+
+
+def test_parameter_count_command_prints_presets(capsys):
+    from openmm_distill.cli import main
+
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in preset_names():
+        assert name in out
+    assert f"{count_parameters(build_student('original')):,}" in out
+
+
+def test_rbf_is_finite_at_small_distance(model):
+    e, f = energy_forces(model, [1, 1], [[0, 0, 0], [0.3, 0, 0]])
+    assert math.isfinite(e) and np.isfinite(f).all()

@@ -1,0 +1,247 @@
+"""A compiled student inside real OpenMM Contexts: both backends, every available platform."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import openmm_distill as od
+import openmm
+from openmm import app, unit
+
+from openmm_distill.ase_calculator import StudentCalculator
+from openmm_distill.errors import BoxTooSmallError, InvalidPositionsError, UnsupportedElementError
+from tests.conftest import available_test_platforms, water_box
+
+PLATFORMS = available_test_platforms()
+BACKENDS = ["torch", "python"]
+KJ = unit.kilojoule_per_mole
+
+
+def context_for(system, positions, platform="Reference"):
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName(platform))
+    ctx.setPositions(positions)
+    return ctx
+
+
+def energy_forces(ctx):
+    st = ctx.getState(getEnergy=True, getForces=True)
+    return st.getPotentialEnergy().value_in_unit(KJ), st.getForces(asNumpy=True).value_in_unit(KJ / unit.nanometer)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_forces_are_central_differences_of_energy(student64, ethanol, backend, platform):
+    z, pos, top = ethanol
+    system = od.create_system(top, student64, backend=backend)
+    ctx = context_for(system, pos, platform)
+    _, forces = energy_forces(ctx)
+    h = 1e-5  # nm
+    rng = np.random.default_rng(0)
+    for atom in rng.choice(len(z), 3, replace=False):
+        for k in range(3):
+            p = pos.copy(); p[atom, k] += h; ctx.setPositions(p); ep = energy_forces(ctx)[0]
+            p[atom, k] -= 2 * h; ctx.setPositions(p); em = energy_forces(ctx)[0]
+            numeric = -(ep - em) / (2 * h)
+            # CPU platform evaluates forces in single precision.
+            assert forces[atom, k] == pytest.approx(numeric, rel=2e-3, abs=0.05 if platform == "CPU" else 1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_platforms_agree(student32, aspirin, backend):
+    z, pos, top = aspirin
+    results = [energy_forces(context_for(od.create_system(top, student32, backend=backend), pos, p)) for p in PLATFORMS]
+    for e, f in results[1:]:
+        assert e == pytest.approx(results[0][0], rel=1e-5)
+        np.testing.assert_allclose(f, results[0][1], atol=1e-2 * max(1, np.abs(results[0][1]).max() / 100))
+
+
+def test_backends_agree(student32, aspirin):
+    z, pos, top = aspirin
+    e_t, f_t = energy_forces(context_for(od.create_system(top, student32, backend="torch"), pos))
+    e_p, f_p = energy_forces(context_for(od.create_system(top, student32, backend="python"), pos))
+    assert e_p == pytest.approx(e_t, rel=1e-6)
+    np.testing.assert_allclose(f_p, f_t, atol=1e-2)
+
+
+def test_xml_round_trip_python_backend(student32, aspirin):
+    z, pos, top = aspirin
+    system = od.create_system(top, student32, backend="python")
+    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+    e0, f0 = energy_forces(context_for(system, pos))
+    e1, f1 = energy_forces(context_for(copy, pos))
+    assert e1 == pytest.approx(e0, rel=1e-7)
+    np.testing.assert_allclose(f1, f0, atol=1e-4)
+
+
+def test_xml_round_trip_torch_backend(student32, aspirin, tmp_path):
+    """Serialising works; deserialising a TorchForce crashes inside openmmtorch 1.5's C++ proxy with
+    OpenMM 8.6.1 (a segfault in TorchForceProxy::deserialize, even for a trivial module), so the
+    round trip runs in a child process and is an expected failure until upstream fixes it."""
+    z, pos, top = aspirin
+    system = od.create_system(top, student32, backend="torch")
+    xml = openmm.XmlSerializer.serialize(system)
+    assert 'type="TorchForce"' in xml and 'usesPeriodic="0"' in xml
+    (tmp_path / "system.xml").write_text(xml)
+    np.save(tmp_path / "pos.npy", pos)
+    e0, _ = energy_forces(context_for(system, pos))
+    code = ("import openmm_distill, openmm, numpy as np\n"
+            f"s = openmm.XmlSerializer.deserialize(open({str(tmp_path / 'system.xml')!r}).read())\n"
+            "c = openmm.Context(s, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName('Reference'))\n"
+            f"c.setPositions(np.load({str(tmp_path / 'pos.npy')!r}))\n"
+            "print(c.getState(getEnergy=True).getPotentialEnergy()._value)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode < 0:
+        pytest.xfail(f"upstream openmmtorch 1.5 TorchForce deserialisation crashed (signal {-out.returncode})")
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split()[-1]) == pytest.approx(e0, rel=1e-7)
+
+
+def test_ase_calculator_matches_openmm(student32, aspirin):
+    from ase import Atoms
+
+    z, pos, top = aspirin
+    e_omm, f_omm = energy_forces(context_for(od.create_system(top, student32), pos))
+    atoms = Atoms(numbers=z, positions=pos * 10.0)
+    atoms.calc = StudentCalculator(student32)
+    assert atoms.get_potential_energy() == pytest.approx(e_omm / 96.48533212331002, rel=1e-6)
+    np.testing.assert_allclose(atoms.get_forces(), f_omm / 964.8533212331002, atol=2e-5)
+
+
+def test_periodic_water_box_matches_ase_and_uses_box(student32):
+    top, positions, _ = water_box(2.0)
+    pos = np.array(positions.value_in_unit(unit.nanometer))
+    system = od.create_system(top, student32)
+    assert system.usesPeriodicBoundaryConditions()
+    e0, f0 = energy_forces(context_for(system, pos, "CPU"))
+    # Moving whole molecules by a box vector changes nothing.
+    box = np.array(top.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+    shifted = pos.copy(); shifted[:30] += box[0]; shifted[30:60] -= box[2]
+    e1, f1 = energy_forces(context_for(system, shifted, "CPU"))
+    assert e1 == pytest.approx(e0, rel=1e-5)
+    np.testing.assert_allclose(f1, f0, atol=2e-2 * max(1, np.abs(f0).max() / 100))
+    from ase import Atoms
+
+    atoms = Atoms(numbers=[a.element.atomic_number for a in top.atoms()], positions=pos * 10, cell=box * 10, pbc=True)
+    atoms.calc = StudentCalculator(student32)
+    assert atoms.get_potential_energy() == pytest.approx(e0 / 96.48533212331002, rel=1e-5)
+
+
+def test_mixed_system_ml_region_in_mm_water(student32):
+    top, positions, ff = water_box(2.0)
+    mm = ff.createSystem(top, nonbondedMethod=app.PME, nonbondedCutoff=0.8 * unit.nanometer, rigidWater=False)
+    ml_atoms = list(range(6))  # two waters
+    mixed = od.create_mixed_system(mm, top, ml_atoms, student32)
+    assert mixed.getNumForces() == mm.getNumForces() + 1
+    nb = next(f for f in mixed.getForces() if isinstance(f, openmm.NonbondedForce))
+    excluded = {tuple(sorted(nb.getExceptionParameters(k)[:2])) for k in range(nb.getNumExceptions())
+                if nb.getExceptionParameters(k)[4].value_in_unit(KJ) == 0}
+    assert {(0, 3), (1, 4), (2, 5)} <= excluded  # ML-ML nonbonded removed between the two waters
+    bonds = next(f for f in mixed.getForces() if isinstance(f, openmm.HarmonicBondForce))
+    ks = {tuple(bonds.getBondParameters(k)[:2]): bonds.getBondParameters(k)[3].value_in_unit(KJ / unit.nanometer**2)
+          for k in range(bonds.getNumBonds())}
+    assert ks[(0, 1)] == 0 and ks[(6, 7)] > 0  # ML bond off, MM bond kept
+    ctx = context_for(mixed, positions, "CPU")
+    e, f = energy_forces(ctx)
+    assert np.isfinite(e) and np.isfinite(f).all()
+
+
+def test_subset_force_only_acts_on_ml_atoms(student32, aspirin):
+    z, pos, top = aspirin
+    system = openmm.System()
+    for _ in range(len(z) + 3):
+        system.addParticle(12.0)
+    extra = np.vstack([pos, [[3.0, 3, 3], [3.1, 3, 3], [3.2, 3, 3]]])
+    od.add_student_force(system, student32, atomic_numbers=z, atoms=range(len(z)))
+    e_sub, f_sub = energy_forces(context_for(system, extra))
+    e_all, f_all = energy_forces(context_for(od.create_system(top, student32), pos))
+    assert e_sub == pytest.approx(e_all, rel=1e-6)
+    assert np.abs(f_sub[len(z):]).max() == 0
+
+
+# ---- bad input gets a clear error before any Context exists --------------------------------
+
+def test_unsupported_element_error_before_context(student32):
+    top = app.Topology(); res = top.addResidue("X", top.addChain())
+    for el in ("C", "Fe", "O"):
+        top.addAtom(el, app.element.get_by_symbol(el), res)
+    with pytest.raises(UnsupportedElementError, match="Fe.*supports H, C, N, O, F, P, S, Cl"):
+        od.create_system(top, student32)
+
+
+def test_small_box_error(student32):
+    top, positions, _ = water_box(2.0)
+    top.setPeriodicBoxVectors(np.eye(3) * 0.9 * unit.nanometer)
+    with pytest.raises(BoxTooSmallError, match=r"0.9.*twice the student's cutoff \(2 x 0.5 = 1.0 nm\)"):
+        od.create_system(top, student32)
+
+
+def test_nan_positions_error(student32, ethanol):
+    z, pos, top = ethanol
+    system = od.create_system(top, student32)
+    bad = pos.copy(); bad[4, 1] = np.nan
+    with pytest.raises(InvalidPositionsError, match=r"indices 4"):
+        od.create_simulation(top, system, openmm.VerletIntegrator(0.0005), bad * unit.nanometer)
+    bad[4, 1] = np.inf
+    with pytest.raises(InvalidPositionsError):
+        od.create_simulation(top, system, openmm.VerletIntegrator(0.0005), bad)
+
+
+def test_bad_backend_and_platform_names(student32, ethanol):
+    z, pos, top = ethanol
+    with pytest.raises(ValueError, match="backend 'jax' is not one of"):
+        od.create_system(top, student32, backend="jax")
+    with pytest.raises(ValueError, match="platform 'Metal' is not available here"):
+        od.choose_platform("Metal")
+    with pytest.raises(ValueError, match="precision 'half'"):
+        od.choose_platform(precision="half")
+
+
+def test_unknown_student_name(ethanol):
+    with pytest.raises(FileNotFoundError, match="no shipped student named 'gigantic'"):
+        od.load_student("gigantic")
+
+
+def test_simulation_runs_and_platform_is_best(student32, ethanol):
+    z, pos, top = ethanol
+    system = od.create_system(top, student32)
+    sim = od.create_simulation(top, system, openmm.LangevinMiddleIntegrator(300, 1, 0.0005), pos)
+    sim.step(20)
+    assert sim.context.getPlatform().getName() == ("CUDA" if "CUDA" in PLATFORMS else "CPU")
+    assert np.isfinite(sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))
+
+
+def test_import_order_is_handled_in_a_fresh_process(student32):
+    """`import openmm_distill` first makes TorchForce work; importing openmm first gets a clear message."""
+    good = ("import openmm_distill, openmm\n"
+            "from openmm_distill.openmm_integration.torch_backend import import_openmmtorch\n"
+            "import_openmmtorch()\n"
+            "print(openmm.Platform.getPluginLoadFailures())")
+    out = subprocess.run([sys.executable, "-c", good], capture_output=True, text=True, check=True)
+    assert "OpenMMTorchReference" not in out.stdout
+    bad = ("import warnings, openmm\n"
+           "with warnings.catch_warnings(record=True) as w:\n"
+           "    warnings.simplefilter('always')\n"
+           "    import openmm_distill\n"
+           "print([str(x.message) for x in w])\n"
+           f"s = openmm.System(); s.addParticle(12)\n"
+           "try:\n"
+           f"    openmm_distill.add_student_force(s, {str(student32)!r}, atomic_numbers=[6])\n"
+           "except RuntimeError as e:\n"
+           "    print('ERROR', e)\n")
+    out = subprocess.run([sys.executable, "-c", bad], capture_output=True, text=True, check=True)
+    assert "imported before torch" in out.stdout
+    assert "ERROR" in out.stdout and "import openmm_distill (or torch) before openmm" in out.stdout
+
+
+def test_five_thousand_atom_water_box_runs(tmp_path):
+    """Cell-list path: one force evaluation of a ~5,000-atom periodic box through OpenMM."""
+    from tests.conftest import make_student
+
+    path = make_student(tmp_path / "u.pt", dtype="float32")
+    top, positions, _ = water_box(3.7)
+    assert 4500 < top.getNumAtoms() < 6000
+    system = od.create_system(top, path)
+    e, f = energy_forces(context_for(system, positions, "CPU"))
+    assert np.isfinite(e) and np.isfinite(f).all() and np.abs(f).max() > 0
