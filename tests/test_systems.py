@@ -311,3 +311,17 @@ def test_amber14_templates_water_boxes():
     generated = water_box(64)
     system = forcefield.createSystem(generated.topology)
     assert system.getNumParticles() == 192
+
+
+def test_cli_lists_and_writes(tmp_path, capsys):
+    from openmm_distill.cli import main
+
+    assert main(["systems", "--summary"]) == 0
+    assert "total" in capsys.readouterr().out
+    assert main(["systems", "--split", "test", "--category", "solvent"]) == 0
+    assert "ethanol" in capsys.readouterr().out
+    out = tmp_path / "box.pdb"
+    assert main(["systems", "--water-box", "100", "-o", str(out)]) == 0
+    box = read_structure(out)
+    assert box.n_atoms == 300 and box.box is not None
+    assert main(["systems", "--write", "cafeine", "-o", str(tmp_path / "x.sdf")]) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Dict, List, Optional
 
@@ -19,6 +20,9 @@ COMMANDS: Dict[str, str] = {
     "presets": "presets",
     "compile": "compile",
     "info": "info",
+    "systems": "systems",
+    "label": "label",
+    "dataset": "dataset",
 }
 
 
@@ -50,7 +54,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except openmm_distill.errors.DistillError as exc:
+    except (openmm_distill.errors.DistillError, FileNotFoundError, ValueError) as exc:
+        # Bad input is reported as one line; set OPENMM_DISTILL_DEBUG=1 for the traceback.
+        if os.environ.get("OPENMM_DISTILL_DEBUG"):
+            raise
         print(f"openmm-distill {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

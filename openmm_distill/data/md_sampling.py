@@ -88,7 +88,6 @@ def langevin_snapshots(
         collected before the failure.
     """
     from ase import Atoms, units as ase_units
-    from ase.constraints import FixCom
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 
@@ -99,9 +98,15 @@ def langevin_snapshots(
     if charge is not None:
         atoms.info["charge"] = int(charge)
     atoms.calc = teacher.as_ase_calculator()
-    # Fix the centre of mass with a constraint (ASE >= 3.28 deprecates Langevin's fixcm).
-    atoms.set_constraint(FixCom())
-    MaxwellBoltzmannDistribution(atoms, temperature_K=float(temperature_K), rng=rng)
+    # No centre-of-mass constraint: ASE's FixCom projects the forces (and
+    # Langevin's fixcm is deprecated); an isolated molecule's energy does not
+    # depend on where it drifts, and the labels must be the raw teacher forces.
+    try:
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:  # ASE < 3.29
+        MaxwellBoltzmannDistribution(atoms, temperature_K=float(temperature_K), rng=rng)
+    else:
+        thermalize_momenta(atoms, float(temperature_K), rng=rng)
     Stationary(atoms)
     if len(atoms) > 2 and box is None:
         ZeroRotation(atoms)
@@ -124,7 +129,7 @@ def langevin_snapshots(
             step += int(interval_steps)
             # Cached by the calculator: the forces of the last step, at these positions.
             energy = float(atoms.get_potential_energy())
-            forces = np.array(atoms.get_forces(), dtype=np.float64)
+            forces = np.array(atoms.get_forces(apply_constraint=False), dtype=np.float64)
             snapshots.append(Snapshot(atoms.get_positions().copy(), energy, forces, step))
     except TeacherError as exc:
         exc.snapshots = snapshots

@@ -125,9 +125,9 @@ class SamplingConfig:
     normal_mode_max_displacement: float = 0.5
     md_temperatures_K: Tuple[float, ...] = (300.0, 500.0, 800.0)
     md_conformers: int = 1
-    md_snapshots: int = 2
-    md_interval_steps: int = 20
-    md_equilibration_steps: int = 20
+    md_snapshots: int = 4
+    md_interval_steps: int = 10
+    md_equilibration_steps: int = 10
     md_timestep_fs: float = 0.5
     md_friction_per_fs: float = 0.01
     seed: int = 0

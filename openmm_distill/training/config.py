@@ -98,6 +98,9 @@ class DataConfig:
     num_workers : int
         DataLoader worker processes (0: load in the main process, best for
         small datasets held in memory).
+    in_memory : bool
+        Read the dataset's arrays into memory once instead of from the file
+        per structure (fast; a few thousand small molecules take a few MB).
     """
 
     path: str = ""
@@ -109,6 +112,7 @@ class DataConfig:
     batch_size: int = 16
     validation_batch_size: int = 64
     num_workers: int = 0
+    in_memory: bool = True
 
 
 @dataclass

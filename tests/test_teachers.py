@@ -1,0 +1,191 @@
+"""Teachers: units (forces = -dE/dx by central differences), registry errors,
+ASE import-path teacher, the ASE calculator adapter, and the orb-v2 adapter on
+a random-weight checkpoint loaded through ``weights_path``."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import openmm_distill  # noqa: F401  (torch before openmm)
+from openmm_distill import units
+from openmm_distill.errors import ConfigError, TeacherError
+from openmm_distill.teachers import Teacher, TeacherResult, available_teachers, get_teacher
+
+# A slightly distorted water molecule (Angstrom), so forces are not ~0.
+WATER_Z = np.array([8, 1, 1])
+WATER_X = np.array([[0.0, 0.0, 0.0], [0.99, 0.05, 0.0], [-0.20, 0.90, 0.10]])
+
+
+def _ethanol():
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(mol, randomSeed=3)
+    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    x = mol.GetConformer().GetPositions() + np.random.default_rng(0).normal(0, 0.03, (len(z), 3))
+    return z, x
+
+
+def central_difference_forces(teacher: Teacher, z, x, coords, h=1e-3):
+    """-dE/dx_k (eV/Angstrom) for the flat coordinate indices ``coords``."""
+    out = []
+    for k in coords:
+        xp, xm = x.copy().reshape(-1), x.copy().reshape(-1)
+        xp[k] += h
+        xm[k] -= h
+        ep = teacher.compute(z, xp.reshape(-1, 3)).energy
+        em = teacher.compute(z, xm.reshape(-1, 3)).energy
+        out.append(-(ep - em) / (2 * h))
+    return np.array(out)
+
+
+def test_registry_names_and_unknown_name():
+    assert available_teachers() == ["gfn2-xtb", "orb-v2", "ase"]
+    with pytest.raises(ConfigError) as info:
+        get_teacher("gfn3-xtb")
+    message = str(info.value)
+    assert "'gfn3-xtb'" in message
+    for name in available_teachers():
+        assert name in message
+
+
+def test_gfn2_xtb_energy_in_ev_and_forces_match_finite_differences():
+    teacher = get_teacher("gfn2-xtb", accuracy=0.01)
+    assert (teacher.energy_unit, teacher.force_unit) == ("eV", "eV/Angstrom")
+    assert teacher.name == "gfn2-xtb" and teacher.version.startswith("tblite")
+    water = teacher.compute(WATER_Z, WATER_X)
+    assert isinstance(water, TeacherResult)
+    # GFN2-xTB water is about -5.07 Hartree = -138 eV: eV, not Hartree or kJ/mol.
+    assert -139.0 < water.energy < -137.0
+    assert water.energy / units.HARTREE_TO_EV == pytest.approx(-5.07, abs=0.01)
+
+    z, x = _ethanol()
+    result = teacher.compute(z, x)
+    assert result.forces.shape == (len(z), 3) and result.forces.dtype == np.float64
+    assert np.abs(result.forces).max() > 0.1  # off-equilibrium: real forces to compare
+    coords = [0, 4, 8, 13, 20, 26]
+    fd = central_difference_forces(teacher, z, x, coords)
+    np.testing.assert_allclose(result.forces.reshape(-1)[coords], fd, atol=2e-3)
+    # Net force of an isolated molecule vanishes (translation invariance).
+    np.testing.assert_allclose(result.forces.sum(axis=0), 0.0, atol=1e-6)
+
+
+def test_gfn2_xtb_runs_single_threaded_without_changing_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    teacher = get_teacher("gfn2-xtb")
+    assert teacher.threads == 1 and "threads" not in teacher.settings
+    teacher.compute(WATER_Z, WATER_X)
+    assert torch.get_num_threads() == before
+
+
+def test_gfn2_xtb_scf_failure_and_bad_input_raise_teacher_error():
+    teacher = get_teacher("gfn2-xtb", max_iterations=2)
+    with pytest.raises(TeacherError, match="SCF"):
+        teacher.compute(WATER_Z, WATER_X * 0.6)
+    with pytest.raises(TeacherError, match="shape"):
+        get_teacher("gfn2-xtb").compute(WATER_Z, WATER_X[:2])
+    with pytest.raises(TeacherError, match="NaN"):
+        get_teacher("gfn2-xtb").compute(WATER_Z, np.full((3, 3), np.nan))
+    with pytest.raises(ConfigError, match="max_iterations"):
+        get_teacher("gfn2-xtb", max_iterations=0)
+    with pytest.raises(ConfigError, match="bad options"):
+        get_teacher("gfn2-xtb", not_an_option=1)
+
+
+def test_gfn2_xtb_periodic_box_in_large_cell_matches_isolated():
+    teacher = get_teacher("gfn2-xtb", accuracy=0.01)
+    isolated = teacher.compute(WATER_Z, WATER_X)
+    periodic = teacher.compute(WATER_Z, WATER_X + 5.0, box=np.eye(3) * 25.0)
+    assert periodic.energy == pytest.approx(isolated.energy, abs=5e-3)
+    np.testing.assert_allclose(periodic.forces, isolated.forces, atol=5e-3)
+
+
+def test_charge_is_passed_to_gfn2_xtb():
+    teacher = get_teacher("gfn2-xtb")
+    neutral = teacher.compute(WATER_Z, WATER_X).energy
+    cation = teacher.compute(WATER_Z, WATER_X, charge=2).energy
+    assert get_teacher("gfn2-xtb", charge=2).compute(WATER_Z, WATER_X).energy == pytest.approx(cation)
+    assert cation - neutral > 10.0  # removing two electrons costs tens of eV
+
+
+def test_ase_teacher_by_import_path_matches_the_calculator():
+    from ase import Atoms
+    from ase.calculators.lj import LennardJones
+
+    teacher = get_teacher("ase", calculator="ase.calculators.lj:LennardJones", sigma=1.0, epsilon=0.2, rc=6.0)
+    assert teacher.settings["calculator"] == "ase.calculators.lj:LennardJones"
+    assert teacher.settings["sigma"] == 1.0
+    z = np.array([18, 18, 18])
+    x = np.array([[0.0, 0.0, 0.0], [1.15, 0.1, 0.0], [0.3, 1.2, 0.2]])
+    result = teacher.compute(z, x)
+    atoms = Atoms(numbers=z, positions=x, calculator=LennardJones(sigma=1.0, epsilon=0.2, rc=6.0))
+    assert result.energy == pytest.approx(atoms.get_potential_energy())
+    np.testing.assert_allclose(result.forces, atoms.get_forces())
+    fd = central_difference_forces(teacher, z, x, range(9), h=1e-5)
+    np.testing.assert_allclose(result.forces.reshape(-1), fd, atol=1e-5)
+
+    emt = get_teacher("ase", calculator="ase.calculators.emt:EMT")
+    cu = emt.compute(np.array([29] * 4), np.eye(3, 3).tolist() + [[0, 0, 0]], box=np.eye(3) * 3.6)
+    assert np.isfinite(cu.energy)
+
+
+def test_ase_teacher_bad_paths():
+    with pytest.raises(ConfigError, match="calculator="):
+        get_teacher("ase")
+    with pytest.raises(ImportError, match="no_such_package"):
+        get_teacher("ase", calculator="no_such_package.calc:Thing")
+    with pytest.raises(ConfigError, match="NoSuchCalculator"):
+        get_teacher("ase", calculator="ase.calculators.emt:NoSuchCalculator")
+
+
+def test_as_ase_calculator_drives_ase():
+    from ase import Atoms
+
+    teacher = get_teacher("gfn2-xtb")
+    atoms = Atoms(numbers=WATER_Z, positions=WATER_X)
+    atoms.calc = teacher.as_ase_calculator()
+    direct = teacher.compute(WATER_Z, WATER_X)
+    assert atoms.get_potential_energy() == pytest.approx(direct.energy)
+    np.testing.assert_allclose(atoms.get_forces(), direct.forces)
+    atoms.pbc = [True, False, False]
+    atoms.cell = np.eye(3) * 10
+    with pytest.raises(TeacherError, match="periodic"):
+        atoms.get_potential_energy()
+
+
+@pytest.mark.slow  # ~20 s: builds the 25M-parameter model and writes a 100 MB checkpoint
+def test_orb_v2_adapter_loads_random_weight_checkpoint(tmp_path):
+    torch = pytest.importorskip("torch")
+    pretrained = pytest.importorskip("orb_models.forcefield.pretrained")
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    model = pretrained.orb_v2_architecture(device="cpu")
+    checkpoint = tmp_path / "orb_v2_random.ckpt"
+    torch.save(model.state_dict(), checkpoint)
+    del model
+    default_dtype = torch.get_default_dtype()
+
+    teacher = get_teacher("orb-v2", weights_path=str(checkpoint))
+    assert torch.get_default_dtype() == default_dtype  # the loader's global change is undone
+    assert teacher.settings["conservative_forces"] is False
+    assert "direct" in teacher.settings["forces"]
+    assert teacher.settings["dtype"] == "float32"
+    assert teacher.settings["weights"] == str(checkpoint)
+    z, x = _ethanol()
+    result = teacher.compute(z, x)
+    assert result.forces.shape == (len(z), 3)
+    assert np.all(np.isfinite(result.forces)) and np.isfinite(result.energy)
+    # The same path drives MD sampling through ASE.
+    from ase import Atoms
+
+    atoms = Atoms(numbers=z, positions=x, calculator=teacher.as_ase_calculator())
+    np.testing.assert_allclose(atoms.get_forces(), result.forces, atol=1e-5)
+    with pytest.raises(ConfigError, match="does not exist"):
+        get_teacher("orb-v2", weights_path=str(tmp_path / "missing.ckpt"))
+    elapsed = time.perf_counter() - start
+    print(f"orb-v2 random-weight adapter test took {elapsed:.1f} s")
