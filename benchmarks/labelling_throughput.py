@@ -6,7 +6,9 @@ Measures, on the same molecules:
 2. the whole pipeline (`openmm_distill.data.label`: ETKDG conformers,
    random and normal-mode displacements, teacher-driven Langevin MD, HDF5
    writes), one process;
-3. the whole pipeline with ``--workers`` processes (default 2).
+3. the whole pipeline with ``--workers`` processes (default 2);
+4. the same with MMFF94-driven MD (``md_driver="mmff"``: one teacher call per
+   MD snapshot instead of ``md_interval_steps``).
 
 and prints geometries/s and the projected time for 10,000 geometries
 (target: <= 10 minutes on this machine). The pipeline rates include process
@@ -88,11 +90,14 @@ def teacher_only(molecules, n_geometries: int) -> dict:
     return {"geometries": len(geometries), "seconds": seconds, "mean_atoms": atoms}
 
 
-def pipeline(molecules, workers: int, workdir: str) -> dict:
-    from openmm_distill.data import label
+def pipeline(molecules, workers: int, workdir: str, md_driver: str = "teacher") -> dict:
+    from openmm_distill.data import SamplingConfig, label
 
-    out = os.path.join(workdir, f"bench_{workers}.h5")
-    report = label(molecules, out, n_workers=workers, progress=False, overwrite=True, resume=False)
+    out = os.path.join(workdir, f"bench_{workers}_{md_driver}.h5")
+    report = label(
+        molecules, out, sampling=SamplingConfig(md_driver=md_driver), n_workers=workers,
+        progress=False, overwrite=True, resume=False,
+    )
     return {"geometries": report.n_structures_written, "seconds": report.elapsed_s, "failed": report.n_failed}
 
 
@@ -101,7 +106,7 @@ def describe(label_: str, result: dict) -> dict:
     minutes = TARGET_GEOMETRIES / rate / 60.0
     verdict = "meets" if minutes <= TARGET_MINUTES else "misses"
     print(
-        f"{label_:<42} {result['geometries']:>5} geometries in {result['seconds']:7.1f} s = {rate:6.1f} geometries/s"
+        f"{label_:<46} {result['geometries']:>5} geometries in {result['seconds']:7.1f} s = {rate:6.1f} geometries/s"
         f" -> {TARGET_GEOMETRIES} in {minutes:5.1f} min ({verdict} the {TARGET_MINUTES:g} min target)"
     )
     return {**result, "geometries_per_s": rate, "minutes_for_10k": minutes}
@@ -125,6 +130,9 @@ def main(argv=None) -> int:
         results["pipeline_1_process"] = describe("pipeline (sample + label + write), 1 process", pipeline(molecules, 1, workdir))
         results[f"pipeline_{args.workers}_workers"] = describe(
             f"pipeline, {args.workers} worker processes", pipeline(molecules, args.workers, workdir)
+        )
+        results[f"pipeline_{args.workers}_workers_mmff_md"] = describe(
+            f"pipeline, {args.workers} workers, MMFF-driven MD", pipeline(molecules, args.workers, workdir, "mmff")
         )
     print(f"load average after: {os.getloadavg()[0]:.2f} (other jobs on the machine slow every figure down)")
     if args.json:

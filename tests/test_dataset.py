@@ -322,3 +322,16 @@ def test_md_sampling_with_teacher_reuses_labels():
     nm = [g for g in result.geometries if g.provenance["method"] == "normal_mode"]
     assert len(nm) == 1 and nm[0].provenance["hessian"] == "teacher"
     assert not result.failures
+
+
+def test_mmff_driven_md_needs_no_teacher_and_leaves_labelling_to_it():
+    config = SamplingConfig(
+        n_conformers=1, include_conformers=False, random_samples=0, normal_mode_samples=0,
+        md_driver="mmff", md_temperatures_K=(400.0,), md_snapshots=2, md_interval_steps=5,
+    )
+    assert not config.needs_teacher
+    result = sample_molecule("ethanol", "CCO", config)
+    assert [g.key for g in result.geometries] == ["ethanol/c0/md/400K/0", "ethanol/c0/md/400K/1"]
+    for g in result.geometries:
+        assert g.energy is None and g.forces is None and g.provenance["md_driver"] == "mmff"
+    assert not np.allclose(result.geometries[0].positions, result.geometries[1].positions)

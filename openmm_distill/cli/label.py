@@ -42,6 +42,7 @@ _SAMPLING_FLAGS = {
     "normal_mode_hessian": "normal_mode_hessian",
     "md_temperatures": "md_temperatures_K",
     "md_conformers": "md_conformers",
+    "md_driver": "md_driver",
     "md_snapshots": "md_snapshots",
     "md_interval": "md_interval_steps",
     "md_equilibration": "md_equilibration_steps",
@@ -85,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sam.add_argument("--normal-mode-hessian", choices=("mmff", "teacher"), help="Hessian for the modes (default mmff)")
     sam.add_argument("--md-temperatures", type=float, nargs="+", metavar="K", help="Langevin MD temperatures (default 300 500 800)")
     sam.add_argument("--md-conformers", type=int, help="conformers MD starts from (default 1)")
+    sam.add_argument("--md-driver", choices=("teacher", "mmff"),
+                     help="what drives the MD: the teacher (default; snapshots come labelled, ~md-interval teacher "
+                          "calls each) or MMFF94 (one teacher call per snapshot, MMFF's ensemble)")
     sam.add_argument("--md-snapshots", type=int, help="snapshots per MD run (default 4; 0 disables MD)")
     sam.add_argument("--md-interval", type=int, help="MD steps between snapshots (default 10)")
     sam.add_argument("--md-equilibration", type=int, help="MD steps before the first interval (default 10)")

@@ -8,7 +8,8 @@ For each molecule (SMILES), :func:`sample_molecule` makes, per ETKDG conformer
 * ``normal_mode_samples`` Boltzmann normal-mode displacements at
   ``normal_mode_temperature_K``;
 * for the first ``md_conformers`` conformers, ``md_snapshots`` frames of
-  teacher-driven Langevin MD at each of ``md_temperatures_K``.
+  Langevin MD at each of ``md_temperatures_K``, driven by the teacher
+  (default) or by MMFF94 (``md_driver="mmff"``, see :mod:`.md_sampling`).
 
 Normal-mode Hessian. The default source is MMFF94 (central differences of
 RDKit's analytic gradient at the MMFF-relaxed conformer): it costs about a
@@ -42,11 +43,12 @@ from openmm_distill.data.displacements import (
     random_displacement,
     teacher_hessian,
 )
-from openmm_distill.data.md_sampling import langevin_snapshots
+from openmm_distill.data.md_sampling import MMFFCalculator, langevin_snapshots
 from openmm_distill.data.records import Failure, Geometry
 from openmm_distill.errors import ConfigError, TeacherError
 
 HESSIAN_SOURCES = ("mmff", "teacher")
+MD_DRIVERS = ("teacher", "mmff")
 _METHOD_CODES = {"conformer": 0, "random": 1, "normal_mode": 2, "md": 3}
 
 
@@ -100,6 +102,11 @@ class SamplingConfig:
         Cap on any atom's displacement, Angstrom (0, 2].
     md_temperatures_K : tuple of float
         Langevin MD temperatures, Kelvin (each in (0, 5000]).
+    md_driver : str
+        ``"teacher"`` (default: the teacher drives the MD, snapshots sample its
+        ensemble and come labelled; ``md_interval_steps`` teacher calls per
+        snapshot) or ``"mmff"`` (MMFF94 drives, the teacher labels each
+        snapshot once: much cheaper, MMFF's ensemble).
     md_conformers : int
         MD runs start from the first ``md_conformers`` conformers.
     md_snapshots : int
@@ -124,6 +131,7 @@ class SamplingConfig:
     normal_mode_hessian: str = "mmff"
     normal_mode_max_displacement: float = 0.5
     md_temperatures_K: Tuple[float, ...] = (300.0, 500.0, 800.0)
+    md_driver: str = "teacher"
     md_conformers: int = 1
     md_snapshots: int = 4
     md_interval_steps: int = 10
@@ -156,6 +164,8 @@ class SamplingConfig:
                 f"sampling.normal_mode_hessian={self.normal_mode_hessian!r} is not supported; "
                 f"allowed: {', '.join(HESSIAN_SOURCES)}"
             )
+        if self.md_driver not in MD_DRIVERS:
+            raise ConfigError(f"sampling.md_driver={self.md_driver!r} is not supported; allowed: {', '.join(MD_DRIVERS)}")
         temps = self.md_temperatures_K
         if isinstance(temps, (int, float)):
             temps = (temps,)
@@ -171,8 +181,10 @@ class SamplingConfig:
 
     @property
     def needs_teacher(self) -> bool:
-        """Whether sampling itself calls the teacher (MD, or a teacher Hessian)."""
-        return bool(self.md_samples_per_run) or (self.normal_mode_samples > 0 and self.normal_mode_hessian == "teacher")
+        """Whether sampling itself calls the teacher (teacher-driven MD, or a teacher Hessian)."""
+        return (bool(self.md_samples_per_run) and self.md_driver == "teacher") or (
+            self.normal_mode_samples > 0 and self.normal_mode_hessian == "teacher"
+        )
 
     def geometries_per_molecule(self) -> int:
         """Upper bound on geometries per molecule (fewer if conformers are pruned)."""
@@ -319,6 +331,16 @@ def sample_molecule(
         if config.normal_mode_samples:
             _normal_mode_samples(result, add, name, j, cid, x0, conf, config, teacher)
         if j < config.md_conformers and config.md_samples_per_run:
+            driver, calculator = config.md_driver, None
+            if driver == "mmff":
+                try:
+                    calculator = MMFFCalculator(conf.mol, cid)
+                except ValueError:
+                    # No MMFF parameters: let the teacher drive, if there is one.
+                    driver = "teacher"
+                    if teacher is None:
+                        result.failures.append(Failure(f"{name}/c{j}/md", "MMFF has no parameters and no teacher was given"))
+                        continue
             for t_index, temperature in enumerate(config.md_temperatures_K):
                 tag = f"c{j}/md/{temperature:g}K"
                 try:
@@ -334,6 +356,7 @@ def sample_molecule(
                         friction_per_fs=config.md_friction_per_fs,
                         rng=_rng(config, name, j, "md", t_index),
                         charge=conf.charge,
+                        calculator=calculator,
                     )
                 except TeacherError as exc:
                     frames = getattr(exc, "snapshots", [])
@@ -350,6 +373,7 @@ def sample_molecule(
                             "md_step": frame.step,
                             "timestep_fs": config.md_timestep_fs,
                             "friction_per_fs": config.md_friction_per_fs,
+                            "md_driver": driver,
                         },
                         energy=frame.energy,
                         forces=frame.forces,

@@ -47,18 +47,18 @@ class SincRadialBasis(nn.Module):
 
 
 class MessageBlock(nn.Module):
-    def __init__(self, hidden: int, n_rbf: int, with_vectors: bool, first: bool):
+    def __init__(self, hidden: int, with_vectors: bool, first: bool):
         super().__init__()
         self.hidden = hidden
         self.with_vectors = with_vectors
         # In the first layer v = 0, so the v_j term of the vector message vanishes; skip it.
         self.first = first
-        n_out = 3 * hidden if with_vectors else hidden
-        self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, n_out))
-        self.filter = nn.Linear(n_rbf, n_out)
+        self.n_out = 3 * hidden if with_vectors else hidden
+        self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, self.n_out))
 
-    def forward(self, s: Tensor, v: Tensor, i: Tensor, j: Tensor, rbf: Tensor, fcut: Tensor, unit: Tensor):
-        x = self.phi(s)[j] * self.filter(rbf) * fcut.unsqueeze(-1)
+    def forward(self, s: Tensor, v: Tensor, i: Tensor, j: Tensor, w: Tensor, unit: Tensor):
+        # w: this layer's radial filter [E, n_out], already multiplied by the cutoff function.
+        x = self.phi(s)[j] * w
         n = s.shape[0]
         if self.with_vectors:
             ds_e, dvv, dvs = torch.split(x, self.hidden, dim=-1)
@@ -123,10 +123,14 @@ class PaiNN(nn.Module):
         self.rbf = SincRadialBasis(n_rbf, cutoff)
         self.fcut = CosineCutoff(cutoff)
         self.messages = nn.ModuleList(
-            [MessageBlock(hidden, n_rbf, with_vectors=(k < n_interactions - 1), first=(k == 0))
+            [MessageBlock(hidden, with_vectors=(k < n_interactions - 1), first=(k == 0))
              for k in range(n_interactions)]
         )
         self.updates = nn.ModuleList([UpdateBlock(hidden) for _ in range(n_interactions - 1)])
+        # Radial filters of all layers in one matrix product. No bias: the filter
+        # acts on rbf * f_cut, so it vanishes smoothly at the cutoff by construction.
+        self.filter_sizes: List[int] = [m.n_out for m in self.messages]
+        self.filters = nn.Linear(n_rbf, sum(self.filter_sizes), bias=False)
         self.readout = nn.Sequential(nn.Linear(hidden, hidden // 2), nn.SiLU(), nn.Linear(hidden // 2, 1))
         # Energy model around the network output, set from data by the trainer (eV).
         self.register_buffer("atomic_reference_energy", torch.zeros(n_el, dtype=torch.float64))
@@ -158,13 +162,12 @@ class PaiNN(nn.Module):
         vec = positions[j] - positions[i] + shifts
         r = torch.sqrt((vec * vec).sum(dim=-1))
         unit = vec / r.unsqueeze(-1)
-        rbf = self.rbf(r)
-        fcut = self.fcut(r)
+        filters = torch.split(self.filters(self.rbf(r) * self.fcut(r).unsqueeze(-1)), self.filter_sizes, dim=-1)
         n = positions.shape[0]
         s = self.embedding(species)
         v = torch.zeros((n, 3, self.hidden), dtype=s.dtype, device=s.device)
         for k, message in enumerate(self.messages):
-            s, v = message(s, v, i, j, rbf, fcut, unit)
+            s, v = message(s, v, i, j, filters[k], unit)
             # TorchScript cannot index a ModuleList with a variable, so updates run inside an enumerate.
             for m, update in enumerate(self.updates):
                 if m == k:
