@@ -27,7 +27,6 @@ from openmm_distill.data import (
     validate_dataset,
     write_structures,
 )
-from openmm_distill.data.store import partial_path
 from openmm_distill.data.torch_dataset import StructureDataset
 from openmm_distill.errors import ConfigError, IncompatibleFileError
 

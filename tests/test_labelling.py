@@ -111,6 +111,24 @@ def test_killed_job_resumes_without_duplicates_or_losses(tmp_path, reference):
     assert_same_contents(resumed, reference_structures, atol=1e-6)
 
 
+def test_job_interrupted_by_an_exception_resumes(tmp_path, reference):
+    out = tmp_path / "interrupted.h5"
+
+    def stop_after_three(progress):
+        if progress.items_done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        label(MOLECULES, str(out), sampling=SAMPLING, progress=False, callback=stop_after_three)
+    with LabelledDataset(str(tmp_path / "interrupted.h5.partial")) as partial:
+        assert partial.completed_items == ["water", "methane", "ammonia"] and len(partial) == 15
+    report = label(MOLECULES, str(out), sampling=SAMPLING, progress=False)
+    assert report.n_items_skipped == 3 and report.n_structures_written == 15
+    resumed, *_ = by_key(out)
+    reference_structures, *_ = by_key(reference)
+    assert_same_contents(resumed, reference_structures)
+
+
 def test_resume_refuses_different_settings_and_existing_output(tmp_path, reference):
     out = tmp_path / "r.h5"
     partial = tmp_path / "r.h5.partial"

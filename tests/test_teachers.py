@@ -158,7 +158,7 @@ def test_as_ase_calculator_drives_ase():
         atoms.get_potential_energy()
 
 
-@pytest.mark.slow  # ~20 s: builds the 25M-parameter model and writes a 100 MB checkpoint
+@pytest.mark.slow  # 3 s idle, 20+ s on a busy 2-core machine: 25M-parameter model, 100 MB checkpoint
 def test_orb_v2_adapter_loads_random_weight_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
     pretrained = pytest.importorskip("orb_models.forcefield.pretrained")

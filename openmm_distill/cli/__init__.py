@@ -23,6 +23,8 @@ COMMANDS: Dict[str, str] = {
     "systems": "systems",
     "label": "label",
     "dataset": "dataset",
+    "train": "train",
+    "evaluate": "evaluate",
 }
 
 

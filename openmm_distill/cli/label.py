@@ -90,9 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="what drives the MD: the teacher (default; snapshots come labelled, ~md-interval teacher "
                           "calls each) or MMFF94 (one teacher call per snapshot, MMFF's ensemble)")
     sam.add_argument("--md-snapshots", type=int, help="snapshots per MD run (default 4; 0 disables MD)")
-    sam.add_argument("--md-interval", type=int, help="MD steps between snapshots (default 10)")
-    sam.add_argument("--md-equilibration", type=int, help="MD steps before the first interval (default 10)")
-    sam.add_argument("--md-timestep", type=float, help="MD time step, fs (default 0.5)")
+    sam.add_argument("--md-interval", type=int, help="MD steps between snapshots (default 5)")
+    sam.add_argument("--md-equilibration", type=int, help="MD steps before the first interval (default 5)")
+    sam.add_argument("--md-timestep", type=float, help="MD time step, fs (default 1.0)")
     sam.add_argument("--seed", type=int, help="master seed (default 0)")
 
     run_ = parser.add_argument_group("execution")

@@ -45,6 +45,15 @@ def atomic_masses(atomic_numbers: np.ndarray) -> np.ndarray:
     return np.array([MASSES[z] if z < len(MASSES) else 2.0 * z for z in atomic_numbers], dtype=np.float64)
 
 
+def is_linear(positions: np.ndarray, tolerance: float = 1e-3) -> bool:
+    """Whether atoms lie on a line (Angstrom; second principal extent below ``tolerance``)."""
+    x = np.asarray(positions, dtype=np.float64)
+    if len(x) <= 2:
+        return True
+    singular = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+    return bool(singular[1] < tolerance)
+
+
 def normal_modes(hessian: np.ndarray, atomic_numbers: np.ndarray, linear: Optional[bool] = None):
     """Vibrational modes of a Cartesian Hessian.
 

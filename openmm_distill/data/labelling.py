@@ -407,7 +407,7 @@ def label(
         try:
             _check_resume(writer.metadata, teacher_info, config, tmp)
         except ConfigError:
-            writer.close()
+            writer.abort()
             raise
     else:
         writer = DatasetWriter(tmp, metadata=metadata, compression=compression)
@@ -461,7 +461,8 @@ def label(
         report.n_failed_total = len(writer.failed_keys)
         writer.close(complete=True)
     except BaseException:
-        writer.close()
+        # Keep the last commit only: the interrupted item may be half-written.
+        writer.abort()
         raise
     publish(tmp, output)
     report.output = output

@@ -38,6 +38,7 @@ import numpy as np
 
 from openmm_distill.data.conformers import embed_conformers, mmff_hessian
 from openmm_distill.data.displacements import (
+    is_linear,
     normal_mode_displacement,
     normal_modes,
     random_displacement,
@@ -134,9 +135,9 @@ class SamplingConfig:
     md_driver: str = "teacher"
     md_conformers: int = 1
     md_snapshots: int = 4
-    md_interval_steps: int = 10
-    md_equilibration_steps: int = 10
-    md_timestep_fs: float = 0.5
+    md_interval_steps: int = 5
+    md_equilibration_steps: int = 5
+    md_timestep_fs: float = 1.0
     md_friction_per_fs: float = 0.01
     seed: int = 0
 
@@ -399,7 +400,7 @@ def _normal_mode_samples(result, add, name, j, cid, x0, conf, config, teacher) -
         except TeacherError as exc:
             result.failures.append(Failure(f"{name}/c{j}/normal_mode", f"teacher Hessian: {exc}"))
             return
-    eigenvalues, modes = normal_modes(hessian, conf.atomic_numbers)
+    eigenvalues, modes = normal_modes(hessian, conf.atomic_numbers, linear=is_linear(x0))
     rng = _rng(config, name, j, "normal_mode")
     for k in range(config.normal_mode_samples):
         x = normal_mode_displacement(

@@ -129,7 +129,8 @@ class DatasetWriter:
     Notes
     -----
     Call :meth:`append`, :meth:`add_failures`, :meth:`mark_completed` for a
-    work item, then :meth:`commit`. Use as a context manager or call :meth:`close`.
+    work item, then :meth:`commit`. As a context manager it commits on a normal
+    exit and calls :meth:`abort` (no commit) when an exception escapes.
     """
 
     def __init__(
@@ -338,11 +339,20 @@ class DatasetWriter:
                 self._f.attrs["complete"] = True
             self._f.close()
 
+    def abort(self) -> None:
+        """Close without committing: anything appended since the last commit is
+        dropped when the file is reopened (used when a job fails part-way)."""
+        if self._f.id.valid:
+            self._f.close()
+
     def __enter__(self) -> "DatasetWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def publish(partial: str, final: str) -> None:

@@ -316,10 +316,8 @@ def platform_sentence(info: Dict[str, Any]) -> str:
     if not info:
         return "Platform: not started."
     text = f"Platform: {info.get('platform', '?')}, precision: {info.get('precision', '?')}"
-    if info.get("platform") in ("CPU", "Reference") and info.get("note"):
-        text += f". {info['note']}"
     if info.get("student_dtype"):
-        text += f"; student dtype {info['student_dtype']}"
+        text += f"; student module dtype {info['student_dtype']}"
     return text + "."
 
 
@@ -410,9 +408,13 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table; cells are formatted with :func:`fmt` unless already strings."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    def cell(value: Any) -> str:
+        # A literal pipe would end the cell; Markdown wants it escaped.
+        return (value if isinstance(value, str) else fmt(value)).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in row) + " |")
+        lines.append("| " + " | ".join(cell(c) for c in row) + " |")
     return "\n".join(lines)
 
 

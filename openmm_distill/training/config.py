@@ -77,6 +77,9 @@ class DataConfig:
     validation_path : str, optional
         A separate validation dataset. When given, all of ``path`` is used
         for training (``split`` and the fractions are ignored).
+    test_path : str, optional
+        A separate held-out dataset (used with ``validation_path``), evaluated
+        once at the end; its metrics go into the compiled student's metadata.
     split : str
         How ``path`` is split into train / validation / test:
         ``catalog`` uses the split by molecule declared in ``systems/molecules.csv``
@@ -105,6 +108,7 @@ class DataConfig:
 
     path: str = ""
     validation_path: Optional[str] = None
+    test_path: Optional[str] = None
     split: str = "molecule"
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -414,6 +418,9 @@ def validate(cfg: TrainConfig) -> None:
         _check(m.cutoff > 0, "model.cutoff", m.cutoff, "> 0 Angstrom or null")
 
     _choice("data.split", d.split, SPLIT_METHODS)
+    if d.test_path and not d.validation_path:
+        raise ConfigError(f"data.test_path = {d.test_path!r} needs data.validation_path too (separate files for "
+                          "every part), or leave both empty and use data.split")
     _check(0.0 <= d.validation_fraction < 1.0, "data.validation_fraction", d.validation_fraction, "in [0, 1)")
     _check(0.0 <= d.test_fraction < 1.0, "data.test_fraction", d.test_fraction, "in [0, 1)")
     _check(d.validation_fraction + d.test_fraction < 1.0, "data.validation_fraction + data.test_fraction",
@@ -562,7 +569,7 @@ def load_config(path: Optional[PathLike] = None, overrides: Sequence[str] = ()) 
 
 
 def resolve_paths(cfg: TrainConfig, base: Optional[PathLike] = None) -> TrainConfig:
-    """A copy with ``data.path``, ``data.validation_path`` and ``run.output_dir`` made absolute.
+    """A copy with the data paths and ``run.output_dir`` made absolute.
 
     Relative paths are taken relative to ``base`` (default: the working directory).
     """
@@ -577,6 +584,7 @@ def resolve_paths(cfg: TrainConfig, base: Optional[PathLike] = None) -> TrainCon
 
     new.data.path = absolute(cfg.data.path)
     new.data.validation_path = absolute(cfg.data.validation_path)
+    new.data.test_path = absolute(cfg.data.test_path)
     new.run.output_dir = absolute(cfg.run.output_dir)
     return new
 

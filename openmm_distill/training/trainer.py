@@ -186,9 +186,13 @@ class Trainer:
         if d.validation_path:
             with ds.open_labelled(d.validation_path) as v:
                 val_molecules = v.structure_molecule()
+            test_molecules: List[str] = []
+            if d.test_path:
+                with ds.open_labelled(d.test_path) as t:
+                    test_molecules = t.structure_molecule()
             self.split = ds.DataSplit("files", np.arange(len(structure_molecules)), np.arange(len(val_molecules)),
-                                      np.zeros(0, dtype=np.int64), sorted(set(structure_molecules)),
-                                      sorted(set(val_molecules)), [])
+                                      np.arange(len(test_molecules)), sorted(set(structure_molecules)),
+                                      sorted(set(val_molecules)), sorted(set(test_molecules)))
         else:
             self.split = ds.split_indices(structure_molecules, d.split, validation_fraction=d.validation_fraction,
                                           test_fraction=d.test_fraction, seed=cfg.run.seed)
@@ -199,6 +203,7 @@ class Trainer:
                 "data.validation_fraction, or set data.validation_path"
             )
         self.val_path = d.validation_path or d.path
+        self.test_path = d.test_path or d.path
         self.data_hash = ds.dataset_sha256(d.path)
         self.val_data_hash = ds.dataset_sha256(d.validation_path) if d.validation_path else self.data_hash
 
@@ -560,7 +565,7 @@ class Trainer:
             best_model = cast_model(best_model, torch.float64)
         test_metrics: Dict[str, float] = {}
         if len(self.split.test):
-            loader = ds.make_loader(cfg.data.path, self.split.test, cfg.data.validation_batch_size, shuffle=False,
+            loader = ds.make_loader(self.test_path, self.split.test, cfg.data.validation_batch_size, shuffle=False,
                                     dtype=self.dtype, num_workers=cfg.data.num_workers, in_memory=cfg.data.in_memory)
             test_metrics = {k: v for k, v in self.evaluate_loader(best_model, loader, "test").items()
                             if k in METRIC_NAMES or k == "n_structures"}
