@@ -127,6 +127,20 @@ def test_shipped_recipes_are_valid(name):
     assert cfg.data.path
 
 
+@pytest.mark.parametrize("name", PRESET_RECIPES)
+def test_each_preset_recipe_trains_one_epoch_and_compiles(name, dataset, tmp_path):
+    from openmm_distill.cli import main
+    from openmm_distill.export import load_compiled
+
+    out = tmp_path / name
+    code = main(["train", str(RECIPES / f"{name}.yaml"), "--quiet",
+                 *[a for o in smoke_overrides(dataset, out, "data.validation_path=null", "data.test_path=null",
+                                              "data.split=structure", "optim.epochs=1") for a in ("--set", o)]])
+    assert code == 0
+    _, meta = load_compiled(out / "student.pt")
+    assert meta["preset"] == name and meta["epochs_run"] == 1
+
+
 def test_cli_train_help_and_config_error(capsys, tmp_path):
     from openmm_distill.cli import main
 
@@ -279,8 +293,12 @@ def test_splits_and_their_errors():
         split_indices(["a", "b"], "molecule", validation_fraction=0.3, test_fraction=0.3)
     with pytest.raises(ConfigError, match="not_a_catalog_molecule.*data.split = 'molecule' or 'structure'"):
         split_indices(["not_a_catalog_molecule"], "catalog")
-    catalog = split_indices(["ethanol", "glycine", "aspartic_acid"], "catalog")
-    assert catalog.test_molecules == ["ethanol"] and catalog.train_molecules == ["glycine"]
+    from openmm_distill.systems.catalog import molecules
+
+    one = {part: molecules(part)[0].name for part in ("train", "validation", "test")}
+    catalog = split_indices([one["test"], one["train"], one["validation"]], "catalog")
+    assert catalog.test_molecules == [one["test"]] and catalog.train_molecules == [one["train"]]
+    assert catalog.validation_molecules == [one["validation"]] and catalog.test.tolist() == [0]
 
 
 # ----------------------------------------------------------------------------- Hessian rows
@@ -352,7 +370,7 @@ def test_training_lowers_the_loss_and_writes_every_artifact(trained, dataset):
     # The resolved config beside the checkpoints reloads to the same config.
     assert load_config(out / "config.yaml") == cfgmod.resolve_paths(cfg)
     _, meta = load_compiled(out / "student.pt")
-    assert meta["training_data_sha256"] == dataset_sha256(dataset)
+    assert meta["training_data_hash"] == "sha256:" + dataset_sha256(dataset)
     assert meta["teacher"]["name"] == "gfn2-xtb"
     assert meta["preset"] == cfg.model.preset
     assert meta["training_config"]["optim"]["epochs"] == 8
@@ -379,7 +397,7 @@ def test_compiled_student_equals_checkpoint(trained, dataset):
     e = model(model.species_of(torch.tensor(s.atomic_numbers)), x, ei, sh, torch.zeros(len(x), dtype=torch.long), 1)
     (g,) = torch.autograd.grad(e.sum(), x)
     e_c, f_c = predict_compiled(module, s.atomic_numbers, s.positions)
-    assert e_c == pytest.approx(float(e), rel=1e-6)
+    assert e_c == pytest.approx(float(e.detach()), rel=1e-6)
     np.testing.assert_allclose(f_c, -g.double().numpy(), atol=2e-5)  # eV/Angstrom, float32 arithmetic
 
 
@@ -404,6 +422,8 @@ def test_resume_equals_uninterrupted(dataset, tmp_path):
         b, pb = load_checkpoint(tmp_path / "split" / name)
         for key, value in a.state_dict().items():
             assert torch.equal(value, b.state_dict()[key]), (name, key)
+    _, pa = load_checkpoint(tmp_path / "full" / "last.pt")
+    _, pb = load_checkpoint(tmp_path / "split" / "last.pt")
     sa, sb = pa["extra"]["trainer_state"], pb["extra"]["trainer_state"]
     for key in ["exp_avg", "exp_avg_sq"]:
         for i, st in sa["optimizer"]["state"].items():
@@ -442,3 +462,24 @@ def test_hessian_distillation_trains(dataset, tmp_path):
     result = Trainer(cfg).fit()
     row = result.history[0]
     assert math.isfinite(row["train_hessian_loss"]) and row["train_hessian_loss"] > 0
+
+
+def test_evaluate_split_selection_rules():
+    from openmm_distill.errors import DistillError
+    from openmm_distill.training.evaluate import select_structures
+
+    from openmm_distill.systems.catalog import molecules
+
+    # ethanol is a protocol molecule, in the test split on purpose (systems/README.md).
+    names = ["ethanol", "ethanol", molecules("train")[0].name, "not_in_catalog"]
+    idx, source = select_structures(names, "test", {})  # no recorded split: the catalog's
+    assert idx.tolist() == [0, 1] and source == "molecule catalog"
+    recorded = {"data_split": {"method": "molecule", "test_molecules": ["not_in_catalog"]}}
+    assert select_structures(names, "test", recorded)[0].tolist() == [3]
+    structure = {"data_split": {"method": "structure", "validation_indices": [1], "test_indices": [2]},
+                 "training_data_hash": "sha256:abc"}
+    assert select_structures(names, "train", structure, "abc")[0].tolist() == [0, 3]
+    with pytest.raises(DistillError, match="hash mismatch"):
+        select_structures(names, "test", structure, "other")
+    with pytest.raises(DistillError, match="no structure of the dataset belongs to the validation split"):
+        select_structures(names, "validation", {})

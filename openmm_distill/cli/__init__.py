@@ -25,6 +25,7 @@ COMMANDS: Dict[str, str] = {
     "dataset": "dataset",
     "train": "train",
     "evaluate": "evaluate",
+    "protocol": "protocol",
 }
 
 

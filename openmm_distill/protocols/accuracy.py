@@ -173,19 +173,34 @@ def samples_from_dataset(path: Union[str, Path], molecules: Optional[Sequence[st
 
 
 def predict(samples: Sequence[Sample], calculator, show_progress: bool = True) -> tuple:
-    """Student energies (eV, shape (S,)) and forces (list of (N_s, 3), eV/Angstrom) via an ASE calculator."""
+    """Student energies and forces via an ASE calculator.
+
+    Returns
+    -------
+    (energies, forces, kept, failures)
+        Energies (eV, shape (S',)) and forces (list of (N_s, 3), eV/Angstrom)
+        of the samples the student could evaluate, those samples, and
+        ``(key, reason)`` for the others (unsupported element, box too small).
+    """
     from ase import Atoms
 
-    energies, forces = [], []
+    energies, forces, kept, failures = [], [], [], []
     for s in common.progress(samples, desc="student", enabled=show_progress, unit_name="structure"):
         atoms = Atoms(numbers=s.atomic_numbers, positions=s.positions)
         if s.box is not None:
             atoms.cell = s.box
             atoms.pbc = True
         atoms.calc = calculator
-        energies.append(float(atoms.get_potential_energy()))
-        forces.append(np.array(atoms.get_forces(), dtype=np.float64))
-    return np.array(energies), forces
+        try:
+            energy = float(atoms.get_potential_energy())
+            force = np.array(atoms.get_forces(), dtype=np.float64)
+        except DistillError as exc:
+            failures.append((s.key or s.molecule, f"{type(exc).__name__}: {exc}"))
+            continue
+        energies.append(energy)
+        forces.append(force)
+        kept.append(s)
+    return np.array(energies), forces, kept, failures
 
 
 def evaluate(samples: Sequence[Sample], pred_energy: np.ndarray, pred_forces: Sequence[np.ndarray],
@@ -212,6 +227,18 @@ def evaluate(samples: Sequence[Sample], pred_energy: np.ndarray, pred_forces: Se
             "energy": energy_metrics(pred_energy[mask_s], ref_e[mask_s], n_atoms[mask_s], [name] * int(mask_s.sum())),
         }
     return out
+
+
+def preset_targets(metrics: Dict[str, Any], preset: Optional[str]) -> Dict[str, Any]:
+    """The training targets of the student's preset (:mod:`openmm_distill.training.targets`), checked
+    against these metrics: metric -> ``{"label", "value", "target", "kind", "passed"}`` (empty without a preset)."""
+    if not preset:
+        return {}
+    from openmm_distill.training.targets import check_targets
+
+    f, e = metrics["forces"], metrics["energy"]
+    return check_targets({"force_r2": f["r2"], "force_mae": f["mae"], "angle_deg": f["angle_deg"],
+                          "energy_mae_mev_per_atom": e["mae_mev_per_atom"]}, preset)
 
 
 @dataclass
@@ -273,20 +300,15 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
                                              desc=f"{unlabelled[0].molecule}: {label}" if unlabelled else label)
             samples += labelled
             failures += failed
-    # Elements the student does not know cannot be evaluated; say so instead of failing the whole run.
-    kept = []
-    for s in samples:
-        try:
-            if hasattr(calculator, "student"):
-                calculator.student.check_elements(s.atomic_numbers)
-            kept.append(s)
-        except DistillError as exc:
-            failures.append((s.key or s.molecule, str(exc)))
+    # Structures the student cannot evaluate (unknown element, box narrower than twice the
+    # cutoff) are reported as failures instead of ending the run.
+    pred_e, pred_f, kept, failed = predict(samples, calculator, show_progress)
+    failures += failed
     if not kept:
         raise ValueError("no structure could be evaluated: " + "; ".join(r for _, r in failures[:3]))
-    pred_e, pred_f = predict(kept, calculator, show_progress)
     metrics = evaluate(kept, pred_e, pred_f, settings.min_force)
     metrics["failures"] = [{"key": k, "reason": r} for k, r in failures]
+    metrics["preset_targets"] = preset_targets(metrics, meta.get("preset"))
     return metrics, AccuracyData(kept, pred_e, pred_f, failures), teacher_info
 
 
@@ -325,6 +347,12 @@ def summarize_accuracy(metrics: Dict[str, Any], teacher_info: Dict[str, Any], mo
                               [[el, f.get("per_element_count", {}).get(el), v]
                                for el, v in f.get("per_element_mae", {}).items()]),
     ]
+    targets = {k: v for k, v in (metrics.get("preset_targets") or {}).items() if v.get("target") is not None}
+    if targets:
+        missed = [f"{v['label']} {common.fmt(v['value'])} (target {'≥' if v['kind'] == 'min' else '≤'} "
+                  f"{v['target']:g})" for v in targets.values() if not v["passed"]]
+        lines += ["", "Training targets of the preset (`openmm_distill.training.targets`): "
+                  + ("all met." if not missed else "missed: " + "; ".join(missed) + ".")]
     if metrics.get("failures"):
         lines += ["", f"{len(metrics['failures'])} structure(s) could not be evaluated (first: "
                       f"{metrics['failures'][0]['reason']})."]

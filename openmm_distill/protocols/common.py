@@ -173,13 +173,34 @@ def resolve_system(spec: Union[str, os.PathLike, MolecularSystem]) -> MolecularS
                                None if box.box is None else box.box * 0.1, source=f"systems.water_box(n_waters={n})")
     from openmm_distill.systems_access import load_topology_and_positions
 
-    topology, positions = load_topology_and_positions(text)
     path = Path(text)
+    pdb = _ready_pdb(text) if not path.suffix else None
+    if pdb is not None:
+        # A ready PDB in systems/structures carries residue and atom names (amber14
+        # templates for the classical reference) and bonds; SDFs do not.
+        from openmm_distill import systems
+
+        structure = systems.read_structure(pdb)
+        topology = structure.topology or systems.structure_to_openmm_topology(structure)
+        return MolecularSystem(text, topology, structure.positions * 0.1, structure.atomic_numbers,
+                               None if structure.box is None else structure.box * 0.1, source=str(pdb),
+                               smiles=_smiles_of(text))
+    topology, positions = load_topology_and_positions(text)
     name = path.stem if path.suffix and path.is_file() else text
     return MolecularSystem(safe_name(name) if path.is_file() else name, topology,
                            np.asarray(positions.value_in_unit(unit.nanometer), dtype=np.float64),
                            _atomic_numbers(topology), _box_rows_nm(topology), source=text,
                            smiles=_smiles_of(text))
+
+
+def _ready_pdb(name: str) -> Optional[Path]:
+    """``systems/structures/<name>.pdb`` if it exists."""
+    from openmm_distill import systems
+
+    try:
+        return systems.structure_path(name, suffixes=(".pdb",))
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _smiles_of(text: str) -> str:

@@ -113,7 +113,7 @@ def select_structures(structure_molecules: List[str], split: str, metadata: Dict
     method = recorded.get("method")
     names = np.asarray(structure_molecules, dtype=object)
     if method == "structure":
-        if data_hash is None or data_hash != metadata.get("training_data_sha256"):
+        if data_hash is None or f"sha256:{data_hash}" != metadata.get("training_data_hash"):
             raise DistillError(
                 "this student was trained with a random split by structure, which is defined only on its own "
                 "training file (hash mismatch); evaluate with --split all, or on a dataset of other molecules"

@@ -16,8 +16,10 @@ Exact resume. ``last.pt`` holds the optimiser, schedule, EMA and global RNG
 states, the epoch counter, the best metric, the early-stopping counter and the
 history. Shuffling and Hessian-row sampling draw from generators seeded by
 ``(seed, epoch)``, so a run resumed after epoch k repeats epochs k+1.. exactly
-as an uninterrupted run would (bit for bit on the CPU; CUDA scatter-adds are
-not deterministic).
+as an uninterrupted run would: bit for bit on the CPU with ``run.threads: 1``
+(tested). With several threads the CPU BLAS may sum in a different order from
+run to run (relative differences ~1e-8), and CUDA scatter-adds are not
+deterministic, so there "exactly" means "to rounding".
 
 Units: Angstrom, eV and eV/Angstrom throughout; the compiled student converts
 to nm and kJ/mol at its boundary.
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from openmm_distill.errors import ConfigError
+from openmm_distill.errors import ConfigError, DistillError
 from openmm_distill.models import build_student, count_parameters, load_checkpoint, save_checkpoint
 from openmm_distill.training import datasets as ds
 from openmm_distill.training.batching import batch_neighbor_list, to_device
@@ -71,6 +73,10 @@ SUMMARY = "summary.json"
 MONITOR = "val_force_mae"
 # Generator streams (see seeding.epoch_generator).
 _HESSIAN_STREAM = 1
+
+
+class TrainingDivergedError(DistillError, FloatingPointError):
+    """The loss became NaN or infinite (learning rate too high, or bad labels)."""
 
 
 @dataclass
@@ -210,11 +216,16 @@ class Trainer:
         # The student and its data-derived energy model (reference energies, scale, shift).
         train_arrays = ds.read_subset(d.path, self.split.train)
         m = cfg.model
+        train_z = sorted(int(z) for z in np.unique(train_arrays["atomic_numbers"]))
+        val_z = ds.dataset_elements(self.val_path, self.split.validation)
         if m.elements is not None:
             elements = sorted({to_atomic_number(e) for e in m.elements})
+            missing = sorted((set(train_z) | set(val_z)) - set(elements))
+            if missing:
+                raise ConfigError(f"model.elements = {m.elements} lacks atomic numbers {missing} that occur in "
+                                  "the data; add them or set model.elements to null (the data's elements)")
         else:
-            elements = sorted(int(z) for z in np.unique(train_arrays["atomic_numbers"]))
-            val_z = ds.dataset_elements(self.val_path, self.split.validation)
+            elements = train_z
             extra = sorted(set(val_z) - set(elements))
             if extra:
                 raise ConfigError(f"validation structures contain elements {extra} that no training structure "
@@ -344,7 +355,7 @@ class Trainer:
             hessian = self._hessian_term(batch, grad, positions, hessian_generator)
             terms = self._loss(batch, energy, forces, hessian)
             if not torch.isfinite(terms.total):
-                raise FloatingPointError(
+                raise TrainingDivergedError(
                     f"non-finite loss at epoch {epoch} ({terms.detached()}); lower optim.lr or check the data"
                 )
             self.optimizer.zero_grad(set_to_none=True)
@@ -497,6 +508,8 @@ class Trainer:
         save_config(cfg, self.output_dir / CONFIG_FILE)
         self._setup_hessian()
         log = MetricLog(self.output_dir, tensorboard=cfg.run.tensorboard)
+        if cfg.run.tensorboard and not log.tensorboard_enabled:
+            logger.info("TensorBoard is not installed (pip install tensorboard); logging to metrics.csv only")
         log.set_rows(self.history)
         try:
             while self.epoch < cfg.optim.epochs and not self.stopped_early:
@@ -557,6 +570,8 @@ class Trainer:
         if self.history:
             plot_history(self.history, self.output_dir / PLOT,
                          title=f"{cfg.model.preset} student: {Path(cfg.data.path).name}")
+        if not (self.output_dir / BEST).is_file():
+            raise DistillError(f"no {BEST} in {self.output_dir}: no epoch produced a finite validation force MAE")
         best_model, payload = load_checkpoint(self.output_dir / BEST)
         best_model.to(self.device)
         if self.dtype == torch.float64:
@@ -575,8 +590,10 @@ class Trainer:
 
             metadata = {
                 "teacher": self.dataset_metadata.get("teacher", {}),
-                "training_data_sha256": self.data_hash,
+                # Same key as openmm_distill.export.student.metadata_summary shows.
+                "training_data_hash": f"sha256:{self.data_hash}",
                 "training_data_path": cfg.data.path,
+                "validation_data_hash": f"sha256:{self.val_data_hash}",
                 "training_config": cfg.to_dict(),
                 "validation_metrics": {k: v for k, v in result.best_metrics.items() if k in METRIC_NAMES},
                 "test_metrics": test_metrics,

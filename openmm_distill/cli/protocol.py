@@ -1,0 +1,250 @@
+"""``openmm-distill protocol``: validate a compiled student (NVE, throughput, accuracy, stability, report)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, List, Optional
+
+HELP = "validate a student: NVE energy drift, throughput, accuracy vs teacher, NVT stability, full report"
+DESCRIPTION = """Run a validation protocol on a compiled student. Results go to an output folder
+as JSON, PNG figures and a Markdown summary (default runs/protocols/<student>/<protocol>).
+Quick defaults take about two minutes on a 2-core CPU; --full runs the long versions
+(100 ps NVE and NVT, more structures, larger boxes).
+
+Systems: names from systems/ (ethanol, aspirin, alanine_dipeptide, water_box, any catalog
+molecule), structure files, SMILES, or water:N (a periodic box of N waters).
+
+examples:
+  openmm-distill protocol nve --student tiny --systems ethanol,aspirin
+  openmm-distill protocol throughput --student ultra-tiny.pt,tiny.pt,original.pt --full
+  openmm-distill protocol accuracy --student tiny --dataset data/test.h5
+  openmm-distill protocol stability --student tiny --temperatures 300,500 --length-ps 10
+  openmm-distill protocol report --student tiny --split test --max-systems 5
+"""
+
+PROTOCOL_HELP = {
+    "nve": "NVE energy conservation: Langevin thermalisation, then velocity Verlet; drift in meV/atom/ps",
+    "throughput": "MD steps/s and ns/day of students vs teachers (GFN2-xTB, Orb-v2) and amber14",
+    "accuracy": "forces and energies against the teacher (dataset file or freshly sampled geometries)",
+    "stability": "NVT Langevin at several temperatures under a watchdog; time to failure, DCD, mdtraj analysis",
+    "report": "all four protocols, a verdict per system, and the model card's Validation section",
+}
+
+
+# A split holds dozens of molecules; quick runs take the first few.
+QUICK_SPLIT_LIMIT = 3
+
+
+def _floats(text: str) -> tuple:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser, *, multi_student: bool = False) -> None:
+    from openmm_distill.systems.catalog import SPLITS
+
+    p.add_argument("--student", required=True,
+                   help="shipped student name or compiled file" + (" (comma-separated for several)" if multi_student
+                                                                  else ""))
+    p.add_argument("--systems", help="comma-separated systems (names, files, SMILES, water:N); "
+                                     "default depends on the protocol")
+    p.add_argument("--split", choices=SPLITS, help="add the catalog molecules of this split (quick mode: the first "
+                                                   f"{QUICK_SPLIT_LIMIT} unless --max-systems is given)")
+    p.add_argument("--max-systems", type=int, help="use only the first N systems")
+    p.add_argument("-o", "--output", help="output folder (default runs/protocols/<student>/<protocol>)")
+    p.add_argument("--full", action="store_true", help="long runs instead of the quick defaults")
+    p.add_argument("--platform", help="OpenMM platform (default: best available: CUDA, OpenCL, CPU)")
+    p.add_argument("--precision", choices=["single", "mixed", "double"],
+                   help="CUDA/OpenCL precision (default mixed; CPU forces are single precision regardless)")
+    p.add_argument("--backend", default="torch", choices=["torch", "python"], help="TorchForce or PythonForce")
+    p.add_argument("--threads", type=int, help="CPU threads for torch and OpenMP (set 1 on a busy shared machine)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _nve_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("NVE")
+    g.add_argument("--temperature", type=float, help="thermalisation temperature, K (default 300)")
+    g.add_argument("--timestep-fs", type=float, help="time step, fs (default 0.5)")
+    g.add_argument("--equilibration-ps", type=float, help="Langevin thermalisation, ps (quick 1, full 10)")
+    g.add_argument("--length-ps", type=float, help="NVE length, ps (quick 5, full 100)")
+    g.add_argument("--report-interval-fs", type=float, help="energy sampling interval, fs (quick 5, full 10)")
+    g.add_argument("--max-drift", type=float, help="pass threshold on |drift|, meV/atom/ps (default 0.1)")
+    g.add_argument("--max-relative-drift", type=float, help="optional threshold on drift x length, %% of <KE>")
+    g.add_argument("--minimize-iterations", type=int, help="minimise before MD (default 0: no)")
+
+
+def _stability_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("stability")
+    g.add_argument("--temperatures", type=_floats, help="comma-separated NVT temperatures, K (default 300,500)")
+    g.add_argument("--length-ps", dest="stability_length_ps", type=float,
+                   help="NVT length per temperature, ps (quick 2, full 100)")
+    g.add_argument("--timestep-fs", type=float, help="time step, fs (default 0.5)")
+    g.add_argument("--watchdog-interval", type=int, help="steps between watchdog checks (quick 20, full 50)")
+    g.add_argument("--frame-interval-fs", type=float, help="DCD frame interval, fs (quick 50, full 250)")
+    g.add_argument("--max-force", type=float, help="watchdog force limit, eV/Å (default 50)")
+    g.add_argument("--max-bond-change", type=float, help="watchdog bond-length change limit, Å (default 0.5)")
+    g.add_argument("--max-hydrogen-distance", type=float, help="watchdog H-partner distance limit, Å (default 2.5)")
+
+
+def _accuracy_options(p: argparse.ArgumentParser, with_sampling: bool = True) -> None:
+    g = p.add_argument_group("accuracy")
+    g.add_argument("--dataset", help="HDF5 dataset with teacher labels (else geometries are sampled and labelled live)")
+    g.add_argument("--teacher", help="teacher for live labels (default: the student's, else gfn2-xtb)")
+    g.add_argument("--teacher-weights", help="Orb-v2 checkpoint for --teacher orb-v2")
+    if with_sampling:
+        g.add_argument("--conformers", type=int, help="RDKit conformers per molecule (quick 3, full 10)")
+        g.add_argument("--displacements", type=int, help="displaced copies per conformer (quick 7, full 19)")
+        g.add_argument("--sigma", type=float, help="displacement std per coordinate, Å (default 0.05)")
+        g.add_argument("--max-structures", type=int, help="cap on structures (quick: 200 from a dataset)")
+        g.add_argument("--min-force", type=float, help="angular errors skip atoms below this teacher force, eV/Å")
+
+
+def _throughput_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("throughput")
+    g.add_argument("--teachers", help="comma-separated teachers to time, or 'none' (default gfn2-xtb,orb-v2)")
+    g.add_argument("--orb-weights", help="pretrained Orb-v2 checkpoint (default: random weights, same cost)")
+    g.add_argument("--no-classical", action="store_true", help="do not time amber14")
+    g.add_argument("--teacher-max-atoms", type=int, help="skip teachers above this size (quick 100, full 700)")
+    g.add_argument("--min-time-s", type=float, help="timing window per OpenMM engine, s (quick 1.5, full 10)")
+    g.add_argument("--teacher-steps", type=int, help="timed ASE MD steps per teacher (quick 3, full 10)")
+    g.add_argument("--timestep-fs", type=float, help="time step for ns/day, fs (default 0.5)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+    for name, text in PROTOCOL_HELP.items():
+        p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
+        _common(p, multi_student=name == "throughput")
+        if name == "nve":
+            _nve_options(p)
+        elif name == "stability":
+            _stability_options(p)
+        elif name == "accuracy":
+            _accuracy_options(p)
+        elif name == "throughput":
+            _throughput_options(p)
+        else:
+            _accuracy_options(p, with_sampling=False)
+            g = p.add_argument_group("report")
+            g.add_argument("--no-throughput", action="store_true", help="skip the throughput protocol")
+            g.add_argument("--throughput-teachers", default="gfn2-xtb,orb-v2",
+                           help="teachers timed in the report, or 'none' (default gfn2-xtb,orb-v2)")
+            g.add_argument("--no-model-card", action="store_true", help="do not update <student>.md")
+            g.add_argument("--model-card", help="model card to update (default <student>.md next to the student)")
+
+
+# -- args -> settings (shared with the scripts in protocols/) --------------------------------------
+
+def _get(args: argparse.Namespace, name: str) -> Any:
+    return getattr(args, name, None)
+
+
+def nve_settings(args: argparse.Namespace):
+    from openmm_distill.protocols import NVESettings
+
+    make = NVESettings.full if _get(args, "full") else NVESettings.quick
+    return make(temperature_k=_get(args, "temperature"), timestep_fs=_get(args, "timestep_fs"),
+                equilibration_ps=_get(args, "equilibration_ps"), length_ps=_get(args, "length_ps"),
+                report_interval_fs=_get(args, "report_interval_fs"),
+                max_abs_drift_mev_per_atom_per_ps=_get(args, "max_drift"),
+                max_relative_drift_percent=_get(args, "max_relative_drift"),
+                minimize_iterations=_get(args, "minimize_iterations"), seed=_get(args, "seed"))
+
+
+def stability_settings(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from openmm_distill.protocols import StabilitySettings, WatchdogThresholds
+
+    make = StabilitySettings.full if _get(args, "full") else StabilitySettings.quick
+    defaults = WatchdogThresholds()
+    thresholds = replace(defaults, **{k: v for k, v in {
+        "max_force_ev_per_angstrom": _get(args, "max_force"),
+        "max_bond_deviation_angstrom": _get(args, "max_bond_change"),
+        "max_hydrogen_distance_angstrom": _get(args, "max_hydrogen_distance")}.items() if v is not None})
+    return make(temperatures_k=_get(args, "temperatures"), length_ps=_get(args, "stability_length_ps"),
+                timestep_fs=_get(args, "timestep_fs"), watchdog_interval_steps=_get(args, "watchdog_interval"),
+                frame_interval_fs=_get(args, "frame_interval_fs"), seed=_get(args, "seed"), thresholds=thresholds)
+
+
+def accuracy_settings(args: argparse.Namespace):
+    from openmm_distill.protocols import AccuracySettings
+
+    make = AccuracySettings.full if _get(args, "full") else AccuracySettings.quick
+    return make(n_conformers=_get(args, "conformers"), n_displacements=_get(args, "displacements"),
+                displacement_sigma_angstrom=_get(args, "sigma"), max_structures=_get(args, "max_structures"),
+                min_force=_get(args, "min_force"), seed=_get(args, "seed"))
+
+
+def _teacher_list(text: Optional[str], default: tuple) -> tuple:
+    if text is None:
+        return default
+    return () if text.strip().lower() in ("", "none") else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def throughput_settings(args: argparse.Namespace):
+    from openmm_distill.protocols import ThroughputSettings
+
+    make = ThroughputSettings.full if _get(args, "full") else ThroughputSettings.quick
+    return make(teachers=_teacher_list(_get(args, "teachers"), ("gfn2-xtb", "orb-v2")),
+                orb_weights=_get(args, "orb_weights"), classical=False if _get(args, "no_classical") else None,
+                teacher_max_atoms=_get(args, "teacher_max_atoms"), min_time_s=_get(args, "min_time_s"),
+                teacher_steps=_get(args, "teacher_steps"), timestep_fs=_get(args, "timestep_fs"))
+
+
+def _apply_threads(n: Optional[int]) -> None:
+    """Limit torch and OpenMP threads. On a shared, busy machine, two OpenMP threads fighting other
+    processes for two cores made a 9-atom student ~100x slower than one thread did."""
+    if not n:
+        return
+    import os
+
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(int(n))
+
+
+def run(args: argparse.Namespace) -> int:
+    from openmm_distill import protocols
+    from openmm_distill.protocols import common
+    from openmm_distill.protocols.throughput import FULL_SYSTEMS, QUICK_SYSTEMS
+
+    _apply_threads(args.threads)
+    if args.split and args.max_systems is None and not args.full:
+        args.max_systems = QUICK_SPLIT_LIMIT + len(common.split_list(args.systems))
+    kw: Dict[str, Any] = dict(platform=args.platform, precision=args.precision, backend=args.backend,
+                              show_progress=not args.no_progress)
+    name = args.protocol
+    if name == "throughput":
+        students: List[str] = common.split_list(args.student)
+        systems = common.system_specs(args.systems, args.split, args.max_systems,
+                                      default=FULL_SYSTEMS if args.full else QUICK_SYSTEMS)
+        out = protocols.run_throughput_protocol(students, systems, throughput_settings(args), args.output, **kw)
+    else:
+        systems = common.system_specs(args.systems, args.split, args.max_systems)
+        if name == "nve":
+            out = protocols.run_nve_protocol(args.student, systems, nve_settings(args), args.output, **kw)
+        elif name == "stability":
+            out = protocols.run_stability_protocol(args.student, systems, stability_settings(args), args.output, **kw)
+        elif name == "accuracy":
+            systems_arg = args.systems if args.dataset else systems  # with a dataset: only an optional filter
+            out = protocols.run_accuracy_protocol(args.student, systems_arg, accuracy_settings(args), args.output,
+                                                  dataset=args.dataset, teacher=args.teacher,
+                                                  teacher_weights=args.teacher_weights,
+                                                  show_progress=not args.no_progress)
+        else:
+            out = protocols.run_report(
+                args.student, systems, full=args.full, output_dir=args.output, teacher=args.teacher,
+                teacher_weights=args.teacher_weights, dataset=args.dataset, throughput=not args.no_throughput,
+                throughput_teachers=_teacher_list(args.throughput_teachers, ("gfn2-xtb", "orb-v2")),
+                update_card=not args.no_model_card, model_card=args.model_card,
+                nve_settings=nve_settings(args), stability_settings=stability_settings(args),
+                accuracy_settings=accuracy_settings(args), **kw)
+    print(out.summary)
+    print(f"\nwrote {len(out.files)} files to {out.output_dir}")
+    if name == "report" and out.results.get("model_card"):
+        print(f"updated model card {out.results['model_card']}")
+    return 0

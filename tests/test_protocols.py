@@ -1,0 +1,481 @@
+"""Validation protocols: the numbers they compute, the watchdog, and the files each protocol writes.
+
+Numbers are checked on constructed data and on an analytic OpenMM system (a
+harmonic oscillator conserves energy); the protocols' file output is checked
+on a random-weight ultra-tiny student with very short runs (such a student is
+not stable in MD, so the watchdog may stop it: the tests check files and
+structure, not survival).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import openmm_distill as od  # noqa: F401  (torch before openmm)
+import openmm  # noqa: E402
+from openmm import app, unit  # noqa: E402
+
+from openmm_distill.protocols import (  # noqa: E402
+    AccuracySettings,
+    MolecularSystem,
+    NVESettings,
+    StabilitySettings,
+    ThroughputSettings,
+    VerdictThresholds,
+    Watchdog,
+    WatchdogThresholds,
+    analyse_energy_series,
+    energy_metrics,
+    force_metrics,
+    nve_energy_series,
+    percentile_summary,
+    run_accuracy_protocol,
+    run_nve,
+    run_nve_protocol,
+    run_report,
+    run_stability_protocol,
+    run_throughput_protocol,
+    system_verdict,
+    update_model_card,
+)
+from openmm_distill.protocols.common import KJ_PER_MOL_TO_MEV, resolve_system, to_jsonable  # noqa: E402
+from openmm_distill.protocols.report import replace_section  # noqa: E402
+from tests.conftest import make_student  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine two OpenMP threads can make small models ~100x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    """A random-weight ultra-tiny float32 student in its own folder (the report writes a card next to it)."""
+    return make_student(tmp_path_factory.mktemp("protocol_student") / "ultra_tiny.pt", dtype="float32")
+
+
+def harmonic_system(n_molecules: int = 4):
+    """Diatomics on harmonic bonds, 0.5 nm apart: (System, MolecularSystem). Energy is exactly conserved in NVE."""
+    topology = app.Topology()
+    chain = topology.addChain()
+    system = openmm.System()
+    bonds = openmm.HarmonicBondForce()
+    positions = []
+    for k in range(n_molecules):
+        residue = topology.addResidue("CO", chain)
+        c = topology.addAtom("C", app.element.carbon, residue)
+        o = topology.addAtom("O", app.element.oxygen, residue)
+        topology.addBond(c, o)
+        system.addParticle(12.011)
+        system.addParticle(15.999)
+        bonds.addBond(2 * k, 2 * k + 1, 0.113, 1.5e5)  # nm, kJ/mol/nm^2
+        positions += [[0.5 * k, 0.0, 0.0], [0.5 * k + 0.113, 0.0, 0.0]]
+    system.addForce(bonds)
+    molsys = MolecularSystem("harmonic", topology, np.array(positions), np.array([6, 8] * n_molecules))
+    return system, molsys
+
+
+# -- NVE numbers --------------------------------------------------------------------------------------
+
+def test_drift_of_synthetic_series_recovers_slope():
+    rng = np.random.default_rng(0)
+    t = np.linspace(0.0, 10.0, 2001)  # ps
+    slope = 0.05  # kJ/mol/ps
+    kinetic = 50.0 + rng.normal(0, 2.0, t.size)
+    # Potential mirrors the kinetic fluctuation (as in NVE) plus a linear drift.
+    potential = -1000.0 - (kinetic - 50.0) + slope * t + rng.normal(0, 1e-3, t.size)
+    a = analyse_energy_series(t, potential, kinetic, n_atoms=10)
+    assert a.drift_kj_per_mol_per_ps == pytest.approx(slope, rel=1e-3)
+    assert a.drift_mev_per_atom_per_ps == pytest.approx(slope * KJ_PER_MOL_TO_MEV / 10, rel=1e-3)
+    assert a.relative_drift_percent == pytest.approx(slope * 10.0 / 50.0 * 100.0, rel=2e-2)
+    assert a.max_excursion_kj_per_mol == pytest.approx(slope * 10.0, abs=5e-3)
+    assert a.total_energy_std_kj_per_mol == pytest.approx(slope * 10.0 / np.sqrt(12), rel=2e-2)  # uniform ramp
+    # 0.05 kJ/mol/ps over 10 atoms is 0.052 meV/atom/ps: passes 0.1, fails 0.05.
+    assert a.passed and a.finite and not a.reasons
+    strict = analyse_energy_series(t, potential, kinetic, n_atoms=10, max_abs_drift_mev_per_atom_per_ps=0.05)
+    assert not strict.passed and "drift" in strict.reasons[0]
+    relative = analyse_energy_series(t, potential, kinetic, n_atoms=10, max_relative_drift_percent=0.5)
+    assert not relative.passed and "relative" in relative.reasons[0]
+
+
+def test_drift_of_non_finite_series_fails():
+    a = analyse_energy_series([0, 1, 2], [0.0, np.nan, 1.0], [1.0, 1.0, 1.0], n_atoms=3)
+    assert not a.finite and not a.passed and "NaN" in a.reasons[0]
+    json.dumps(to_jsonable(a.as_dict()), allow_nan=False)  # NaN become null in result files
+
+
+def test_nve_of_harmonic_oscillators_conserves_energy():
+    system, molsys = harmonic_system()
+    settings = NVESettings(equilibration_ps=0.1, length_ps=1.0, report_interval_fs=2.0, timestep_fs=0.5)
+    result = run_nve(system, molsys, settings, platform="Reference", show_progress=False)
+    a = result.analysis
+    assert result.status == "ok" and result.passed
+    assert abs(a.drift_mev_per_atom_per_ps) < 1e-3
+    assert a.total_energy_std_mev_per_atom < 0.1
+    assert a.n_samples == 1 + 2000 // 4  # 1 ps of 0.5 fs steps, a sample every 4 steps
+    assert 100 < a.mean_temperature_k < 700  # thermalised at 300 K; 24 degrees of freedom fluctuate a lot
+    assert result.platform["platform"] == "Reference" and result.platform["precision"] == "double"
+
+
+def test_nve_energy_series_detects_a_heat_source():
+    """A Langevin thermostat heating from 0 K is not energy conserving: the drift must show and fail."""
+    system, molsys = harmonic_system()
+    integrator = openmm.LangevinMiddleIntegrator(1000 * unit.kelvin, 20 / unit.picosecond, 0.5 * unit.femtosecond)
+    sim = app.Simulation(molsys.topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    sim.context.setPositions(molsys.positions)
+    series = nve_energy_series(sim, 1000, 10, show_progress=False)
+    assert series.completed and len(series.time_ps) == 101
+    assert series.time_ps[-1] == pytest.approx(0.5)
+    a = analyse_energy_series(series.time_ps, series.potential_kj_per_mol, series.kinetic_kj_per_mol, molsys.n_atoms)
+    assert a.drift_mev_per_atom_per_ps > 1.0 and not a.passed
+
+
+# -- accuracy numbers ---------------------------------------------------------------------------------
+
+def test_force_metrics_of_a_perfect_prediction():
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(50, 3))
+    m = force_metrics(f, f, np.array([1, 6] * 25))
+    assert m["r2"] == pytest.approx(1.0)
+    assert m["mae"] == 0 and m["rmse"] == 0
+    assert m["angle_deg"] == pytest.approx(0.0, abs=1e-5)
+    assert m["component_abs_error"]["max"] == 0 and m["atom_error_norm"]["p95"] == 0
+    assert m["per_element_mae"] == {"H": 0.0, "C": 0.0}
+    assert m["per_element_count"] == {"H": 25, "C": 25}
+
+
+def test_force_metrics_of_a_known_rotation():
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(40, 3))
+    f[:, 2] = 0.0  # in the xy plane, so a rotation about z turns every vector by exactly theta
+    theta = np.deg2rad(30.0)
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    m = force_metrics(f @ rot.T, f, min_force=0.0)
+    assert m["angle_deg"] == pytest.approx(30.0, abs=1e-6)
+    assert m["angle"]["p50"] == pytest.approx(30.0, abs=1e-6) and m["angle"]["max"] == pytest.approx(30.0, abs=1e-6)
+    # |R f - f| = 2 |f| sin(theta / 2) for each atom.
+    norms = np.linalg.norm(f, axis=1) * 2 * np.sin(theta / 2)
+    assert m["atom_error_norm"]["max"] == pytest.approx(norms.max())
+    assert m["r2"] < 1.0
+
+
+def test_angles_leave_out_small_reference_forces():
+    target = np.array([[1.0, 0, 0], [0.01, 0, 0]])
+    pred = np.array([[0, 1.0, 0], [-0.01, 0, 0]])  # 90 and 180 degrees
+    assert force_metrics(pred, target, min_force=0.05)["angle_deg"] == pytest.approx(90.0)
+    assert force_metrics(pred, target, min_force=0.0)["angle_deg"] == pytest.approx(135.0)
+
+
+def test_percentiles():
+    s = percentile_summary(np.arange(1, 101))
+    assert s["p50"] == pytest.approx(50.5) and s["p90"] == pytest.approx(90.1) and s["p95"] == pytest.approx(95.05)
+    assert s["max"] == 100 and s["mean"] == pytest.approx(50.5)
+    assert np.isnan(percentile_summary([])["p50"])
+
+
+def test_energy_metrics_absolute_and_offset_corrected():
+    ref = np.array([-100.0, -101.0, -102.0, -50.0, -50.5])
+    n = np.array([10, 10, 10, 5, 5])
+    offsets = np.array([1.0, 1.0, 1.0, -0.5, -0.5])  # eV per molecule
+    pred = ref + offsets + np.array([0.01, -0.01, 0.0, 0.005, -0.005])
+    m = energy_metrics(pred, ref, n, ["a", "a", "a", "b", "b"])
+    assert m["mae_mev_per_atom"] == pytest.approx(np.mean(np.abs(pred - ref) / n) * 1000)
+    assert m["offsets_mev_per_atom"]["a"] == pytest.approx(100.0, abs=1e-9)
+    assert m["offsets_mev_per_atom"]["b"] == pytest.approx(-100.0, abs=1e-9)
+    # Residuals after removing each molecule's mean error: 1, 1, 0, 1, 1 meV/atom.
+    assert m["offset_corrected_mae_mev_per_atom"] == pytest.approx(0.8)
+    assert m["n_structures"] == 5
+
+
+# -- watchdog ---------------------------------------------------------------------------------------------
+
+WATER = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])  # Angstrom
+
+
+def test_watchdog_accepts_the_start_and_thermal_noise():
+    dog = Watchdog([8, 1, 1], [[0, 1], [0, 2]], WATER)
+    check = dog.check(WATER + 0.05, np.ones((3, 3)))
+    assert check.ok and not check.reasons
+    assert check.max_force_ev_per_angstrom == pytest.approx(np.sqrt(3))
+
+
+def test_watchdog_triggers_on_a_stretched_bond():
+    dog = Watchdog([8, 1, 1], [[0, 1], [0, 2]], WATER)
+    pos = WATER.copy()
+    pos[1, 0] = 0.96 + 0.6
+    check = dog.check(pos)
+    assert not check.ok and check.worst_bond == (0, 1)
+    assert check.max_bond_deviation_angstrom == pytest.approx(0.6)
+    assert "stretched" in check.reasons[0]
+    pos[1, 0] = 0.4  # compressed by 0.56 Angstrom: atoms fusing
+    assert "compressed" in dog.check(pos).reasons[0]
+
+
+def test_watchdog_triggers_on_a_far_hydrogen():
+    loose = WatchdogThresholds(max_bond_deviation_angstrom=10.0)  # only the hydrogen rule can fire
+    dog = Watchdog([8, 1, 1], [[0, 1], [0, 2]], WATER, loose)
+    pos = WATER.copy()
+    pos[2] = [0.0, 2.6, 0.0]
+    check = dog.check(pos)
+    assert not check.ok and len(check.reasons) == 1
+    assert "hydrogen 2" in check.reasons[0] and check.max_hydrogen_distance_angstrom == pytest.approx(2.6)
+
+
+def test_watchdog_triggers_on_nan_and_huge_forces():
+    dog = Watchdog([8, 1, 1], [[0, 1], [0, 2]], WATER)
+    forces = np.zeros((3, 3))
+    forces[1, 2] = np.nan
+    check = dog.check(WATER, forces)
+    assert not check.ok and "non-finite force" in check.reasons[0]
+    forces[1, 2] = 60.0
+    check = dog.check(WATER, forces)
+    assert not check.ok and "force 60" in check.reasons[0]
+    assert not dog.check(np.full((3, 3), np.nan)).ok
+
+
+def test_watchdog_uses_minimum_image_in_a_box():
+    box = np.eye(3) * 10.0
+    start = np.array([[0.2, 5.0, 5.0], [9.4, 5.0, 5.0]])  # bonded across the boundary: 0.8 Angstrom
+    dog = Watchdog([8, 1], [[0, 1]], start, box_angstrom=box)
+    assert dog.reference_lengths[0] == pytest.approx(0.8)
+    assert dog.check(start + [[0, 0, 0], [0.1, 0, 0]]).ok
+
+
+def test_bonds_are_guessed_without_topology_bonds():
+    topology = app.Topology()
+    residue = topology.addResidue("HOH", topology.addChain())
+    for symbol in "OHH":
+        topology.addAtom(symbol, app.Element.getBySymbol(symbol), residue)
+    molsys = MolecularSystem("water", topology, WATER * 0.1, np.array([8, 1, 1]))
+    assert sorted(tuple(sorted(b)) for b in molsys.bonds().tolist()) == [(0, 1), (0, 2)]
+
+
+# -- verdicts and model cards ---------------------------------------------------------------------------
+
+def _records(r2, angle, drift, survived):
+    accuracy = {"forces": {"r2": r2, "angle_deg": angle}}
+    nve = {"status": "ok", "analysis": {"drift_mev_per_atom_per_ps": drift}}
+    stability = {"status": "ok", "runs": [{"temperature_k": t, "survived": s, "time_to_failure_ps": None if s else 1.0}
+                                          for t, s in zip((300.0, 500.0), survived)]}
+    return accuracy, nve, stability
+
+
+@pytest.mark.parametrize("values, expected", [
+    ((0.995, 9.0, 0.05, (True, True)), "production"),
+    ((0.995, 9.0, 0.05, (True, False)), "screening only"),
+    ((0.97, 20.0, 0.5, (True, True)), "screening only"),
+    ((0.97, 20.0, 2.0, (True, True)), "not recommended"),
+    ((0.38, 48.6, 0.05, (True, True)), "not recommended"),
+    ((0.995, 9.0, 0.05, (False, False)), "not recommended"),
+])
+def test_verdicts(values, expected):
+    v = system_verdict(*_records(*values), VerdictThresholds())
+    assert v["verdict"] == expected
+    assert (not v["production_failures"]) == (expected == "production")
+
+
+def test_missing_results_are_not_recommended():
+    v = system_verdict(None, {"status": "skipped", "message": "BoxTooSmallError: too small"}, None)
+    assert v["verdict"] == "not recommended"
+    assert any("NVE skipped" in r for r in v["screening_failures"])
+
+
+def test_replace_section_keeps_the_rest_of_the_card():
+    card = "# Card\n\nIntro.\n\n## Validation\n\nold numbers\n\n### detail\n\nold\n\n## Training\n\nkept\n"
+    new = replace_section(card, "## Validation", "new numbers")
+    assert "old" not in new and "new numbers" in new
+    assert new.index("## Validation") < new.index("## Training") and "kept" in new and "Intro." in new
+    assert replace_section(new, "## Validation", "newer").count("## Validation") == 1
+    appended = replace_section("# Card\n", "## Validation", "first")
+    assert appended == "# Card\n\n## Validation\n\nfirst\n"
+
+
+def test_update_model_card_creates_and_replaces(student, tmp_path):
+    card = tmp_path / "card.md"
+    update_model_card(student, "first", card)
+    text = card.read_text()
+    assert text.startswith("# Model card: ultra_tiny") and "## Validation\n\nfirst" in text
+    card.write_text(text + "\n## Limitations\n\nnone known\n")
+    update_model_card(student, "second", card)
+    text = card.read_text()
+    assert "second" in text and "first" not in text and "none known" in text
+
+
+# -- systems -----------------------------------------------------------------------------------------
+
+def test_resolve_systems():
+    ethanol = resolve_system("ethanol")
+    assert ethanol.n_atoms == 9 and not ethanol.periodic and ethanol.smiles == "CCO"
+    water = resolve_system("water:50")
+    assert water.n_atoms == 150 and water.periodic and water.box_nm.shape == (3, 3)
+    smiles = resolve_system("C=O")
+    assert smiles.n_atoms == 4 and smiles.smiles == "C=O"
+
+
+# -- each protocol writes its files (quick, tiny, random student) ------------------------------------------
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_nve_protocol_writes_files(student, tmp_path):
+    out = run_nve_protocol(student, "ethanol", NVESettings(equilibration_ps=0.01, length_ps=0.05),
+                           tmp_path / "nve", show_progress=False)
+    for name in ("nve.json", "summary.md", "nve_ethanol.png", "nve_ethanol.csv"):
+        assert (tmp_path / "nve" / name).is_file(), name
+    data = _load(out.json_path)
+    record = data["systems"][0]
+    assert record["system"]["name"] == "ethanol" and record["system"]["n_atoms"] == 9
+    assert {"drift_mev_per_atom_per_ps", "relative_drift_percent", "total_energy_std_mev_per_atom",
+            "max_excursion_mev_per_atom"} <= set(record["analysis"])
+    assert record["platform"]["platform"] and "precision" in record["platform"]
+    assert data["model"]["preset"] == "ultra-tiny" and data["settings"]["timestep_fs"] == 0.5
+    assert "| ethanol | 9 |" in out.summary
+
+
+def test_stability_protocol_writes_files(student, tmp_path):
+    settings = StabilitySettings(length_ps=0.05, watchdog_interval_steps=10, frame_interval_fs=10.0)
+    out = run_stability_protocol(student, "ethanol", settings, tmp_path / "stab", show_progress=False)
+    folder = tmp_path / "stab"
+    for name in ("stability.json", "summary.md", "stability_ethanol.png", "stability_ethanol_300K.dcd",
+                 "stability_ethanol_500K.dcd", "stability_ethanol_300K.pdb"):
+        assert (folder / name).is_file(), name
+    runs = _load(out.json_path)["systems"][0]["runs"]
+    assert [r["temperature_k"] for r in runs] == [300.0, 500.0]
+    for run in runs:
+        assert run["survived"] == (run["time_to_failure_ps"] is None)
+        assert run["survived"] or run["failure_reasons"]
+        assert run["analysis"]["n_frames"] >= 1 and run["analysis"]["rmsd_angstrom"][0] == pytest.approx(0, abs=1e-3)
+        assert "C-H" in run["analysis"]["bond_types"]
+        assert run["series"]["time_ps"][0] == 0.0
+
+
+def test_accuracy_protocol_writes_files(student, tmp_path):
+    settings = AccuracySettings(n_conformers=1, n_displacements=2)
+    out = run_accuracy_protocol(student, "ethanol", settings, tmp_path / "acc", teacher="gfn2-xtb",
+                                show_progress=False)
+    for name in ("accuracy.json", "summary.md", "accuracy_parity.png", "accuracy_errors.png", "accuracy_samples.npz"):
+        assert (tmp_path / "acc" / name).is_file(), name
+    metrics = _load(out.json_path)["metrics"]
+    assert metrics["n_structures"] == 3
+    f = metrics["forces"]
+    assert {"r2", "rmse", "mae", "angle_deg"} <= set(f) and set(f["per_element_mae"]) == {"C", "H", "O"}
+    assert {"p50", "p90", "p95", "max"} <= set(f["component_abs_error"]) and f["atom_error_norm"]["max"] > 0
+    e = metrics["energy"]
+    assert e["offset_corrected_mae_mev_per_atom"] <= e["mae_mev_per_atom"] + 1e-9
+    assert "ethanol" in metrics["per_molecule"]
+    assert metrics["preset_targets"]["force_r2"]["passed"] is False  # ultra-tiny targets, random weights
+    assert "Training targets of the preset" in out.summary
+    arrays = np.load(tmp_path / "acc" / "accuracy_samples.npz")
+    assert arrays["teacher_forces_ev_per_angstrom"].shape == (27, 3)
+
+
+def test_accuracy_from_a_dataset_file(student, tmp_path):
+    """Labels from an HDF5 dataset: the student is compared with the stored forces, no teacher runs."""
+    from openmm_distill.data.records import LabelledStructure
+    from openmm_distill.data.store import write_structures
+
+    ethanol = resolve_system("ethanol")
+    rng = np.random.default_rng(3)
+    structures = [LabelledStructure(key=f"ethanol/{i}", molecule="ethanol", atomic_numbers=ethanol.atomic_numbers,
+                                    positions=ethanol.positions_angstrom + rng.normal(0, 0.02, (9, 3)),
+                                    energy=-100.0 - i, forces=rng.normal(size=(9, 3)), smiles="CCO")
+                  for i in range(4)]
+    path = tmp_path / "tiny.h5"
+    write_structures(str(path), structures, metadata={"teacher": {"name": "fake", "version": "0"}})
+    out = run_accuracy_protocol(student, None, AccuracySettings.quick(max_structures=3), tmp_path / "acc",
+                                dataset=path, show_progress=False)
+    data = _load(out.json_path)
+    assert data["metrics"]["n_structures"] == 3 and data["teacher"]["name"] == "fake"
+
+
+def test_throughput_protocol_writes_files(student, tmp_path):
+    settings = ThroughputSettings(min_time_s=0.2, warmup_steps=2, teachers=("gfn2-xtb",), teacher_steps=1)
+    out = run_throughput_protocol([student], "ethanol,alanine_dipeptide", settings, tmp_path / "tp",
+                                  show_progress=False)
+    for name in ("throughput.json", "summary.md", "throughput.png"):
+        assert (tmp_path / "tp" / name).is_file(), name
+    data = _load(out.json_path)
+    kinds = {(r["system"], r["kind"]) for r in data["rows"]}
+    assert ("ethanol", "student") in kinds and ("ethanol", "teacher") in kinds
+    assert ("alanine_dipeptide", "classical") in kinds  # amber14 has templates for it
+    assert ("ethanol", "classical") not in kinds  # and none for ethanol
+    for r in data["rows"]:
+        assert r["ms_per_step"] > 0 and r["ns_per_day"] == pytest.approx(86400e3 / r["ms_per_step"] * 0.5e-6)
+    assert any(u["reference"].startswith("teacher gfn2-xtb") for u in data["speedups"])
+    assert "Speedup" in out.summary
+
+
+def test_report_writes_verdicts_and_updates_the_model_card(student, tmp_path):
+    card = Path(student).with_suffix(".md")
+    card.write_text("# Model card: ultra_tiny\n\nTrained on nothing.\n\n## Validation\n\nstale\n")
+    out = run_report(student, "ethanol", output_dir=tmp_path / "report", show_progress=False,
+                     nve_settings=NVESettings(equilibration_ps=0.01, length_ps=0.02),
+                     stability_settings=StabilitySettings(length_ps=0.02, watchdog_interval_steps=10),
+                     accuracy_settings=AccuracySettings(n_conformers=1, n_displacements=1),
+                     throughput_settings=ThroughputSettings(min_time_s=0.1, warmup_steps=1, teachers=()))
+    folder = tmp_path / "report"
+    assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()
+    for sub in ("nve", "stability", "accuracy", "throughput"):
+        assert (folder / sub / f"{sub}.json").is_file(), sub
+    data = _load(folder / "report.json")
+    assert data["verdicts"]["ethanol"]["verdict"] == "not recommended"  # random weights
+    assert data["model_card"] == str(card)
+    summary = (folder / "summary.md").read_text()
+    assert "**not recommended**" in summary and "force R² ≥ 0.99" in summary  # thresholds stated
+    text = card.read_text()
+    assert "Trained on nothing." in text and "stale" not in text and text.count("## Validation") == 1
+    assert "not recommended" in text
+
+
+# -- CLI and scripts -------------------------------------------------------------------------------------
+
+def test_cli_protocol_help(capsys):
+    from openmm_distill.cli import main
+
+    for name in ("nve", "throughput", "accuracy", "stability", "report"):
+        with pytest.raises(SystemExit) as exc:
+            main(["protocol", name, "--help"])
+        assert exc.value.code == 0
+    assert "--full" in capsys.readouterr().out
+
+
+def test_cli_runs_nve(student, tmp_path, capsys):
+    from openmm_distill.cli import main
+
+    code = main(["protocol", "nve", "--student", str(student), "--systems", "ethanol", "--equilibration-ps", "0.01",
+                 "--length-ps", "0.02", "--max-drift", "5", "-o", str(tmp_path / "cli"), "--no-progress"])
+    assert code == 0
+    data = _load(tmp_path / "cli" / "nve.json")
+    assert data["settings"]["max_abs_drift_mev_per_atom_per_ps"] == 5.0 and data["settings"]["length_ps"] == 0.02
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", ["nve", "throughput", "accuracy", "stability", "report"])
+def test_scripts_have_help(script):
+    spec = importlib.util.spec_from_file_location(f"protocol_script_{script}", REPO / "protocols" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--help"])
+    assert exc.value.code == 0
+
+
+@pytest.mark.slow
+def test_throughput_with_orb_v2_architecture(student, tmp_path):
+    """Orb-v2 with random weights goes through the real teacher adapter (writes a ~100 MB checkpoint to /tmp)."""
+    settings = ThroughputSettings(min_time_s=0.2, teachers=("orb-v2",), teacher_steps=1)
+    out = run_throughput_protocol([student], "ethanol", settings, tmp_path / "tp", show_progress=False)
+    rows = [r for r in out.results["rows"] if r["kind"] == "teacher"]
+    assert rows and rows[0]["ms_per_step"] > 0 and "random weights" in rows[0]["engine"]
