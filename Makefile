@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/openmm-distill demo
+	$(BIN)/openmm-distill pipeline
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

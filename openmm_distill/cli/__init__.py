@@ -16,6 +16,7 @@ import openmm_distill  # noqa: F401  (imports torch before openmm; see package d
 
 # name -> module (relative to this package). Order is the order shown in --help.
 COMMANDS: Dict[str, str] = {
+    "pipeline": "pipeline",
     "demo": "demo",
     "presets": "presets",
     "compile": "compile",

@@ -151,6 +151,9 @@ def load_pipeline_config(path: Optional[str] = None, overrides: Optional[List[st
         key, raw = text.split("=", 1)
         node = values
         parts = key.strip().split(".")
+        # training.set holds dotted trainer keys as they are (training.set.optim.lr=... -> {"optim.lr": ...}).
+        if parts[:2] == ["training", "set"] and len(parts) > 2:
+            parts = parts[:2] + [".".join(parts[2:])]
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = yaml.safe_load(raw)
