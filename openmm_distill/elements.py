@@ -47,5 +47,9 @@ def formula(numbers: Sequence[int]) -> str:
     counts: dict = {}
     for z in numbers:
         counts[symbol(z)] = counts.get(symbol(z), 0) + 1
-    order = (["C", "H"] if "C" in counts else []) + sorted(k for k in counts if k not in ("C", "H") or "C" not in counts)
+    # Hill order: C first, then H, then the rest alphabetically; without carbon, all alphabetically.
+    if "C" in counts:
+        order = ["C"] + (["H"] if "H" in counts else []) + sorted(k for k in counts if k not in ("C", "H"))
+    else:
+        order = sorted(counts)
     return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)

@@ -59,10 +59,16 @@ def openmm_vec(edge_nm: float):
     return openmm.Vec3(edge_nm, edge_nm, edge_nm) * unit.nanometer
 
 
+def randomise_readout(model):
+    """Students start with a zero readout (E = reference energies); tests need a non-trivial surface."""
+    torch.nn.init.normal_(model.readout[2].weight, std=0.5)
+
+
 def make_student(path, preset="ultra-tiny", dtype="float64", seed=0, elements=None):
     """Compile a random-weight student; scale makes energies O(1) eV per atom so forces are sizeable."""
     torch.manual_seed(seed)
     model = build_student(preset, elements=elements)
+    randomise_readout(model)
     model.energy_scale.fill_(2.0)
     compile_student(model, path, dtype=dtype, preset=preset)
     return path

@@ -9,7 +9,7 @@ from openmm_distill.errors import IncompatibleFileError, UnsupportedElementError
 from openmm_distill.export import DeployedStudent, compile_student, load_compiled, load_student
 from openmm_distill.export.torchscript import METADATA_FILE
 from openmm_distill.models import build_student, save_checkpoint
-from tests.conftest import TOLERANCE
+from tests.conftest import TOLERANCE, randomise_readout
 
 
 def energy_forces(module, z, pos_nm, box=None):
@@ -25,6 +25,7 @@ def test_scripted_eager_and_reloaded_agree(tmp_path, aspirin, dtype):
     z, pos, _ = aspirin
     torch.manual_seed(0)
     model = build_student("tiny")
+    randomise_readout(model)
     model.energy_scale.fill_(2.0)
     meta = compile_student(model, tmp_path / "s.pt", dtype=dtype, preset="tiny")
     eager = DeployedStudent(model, {"float32": torch.float32, "float64": torch.float64}[dtype])

@@ -11,6 +11,7 @@ from openmm_distill.models import (
 )
 from openmm_distill.models.checkpoint import CHECKPOINT_FORMAT_VERSION, read_checkpoint
 from openmm_distill.models.neighbors import all_pairs, cell_list
+from tests.conftest import randomise_readout
 
 torch.set_default_dtype(torch.float64)
 
@@ -33,6 +34,7 @@ def energy_forces(model, z, pos, box=None):
 def model():
     torch.manual_seed(1)
     m = build_student("ultra-tiny").double()
+    randomise_readout(m)
     m.energy_scale.fill_(3.0)
     return m
 
@@ -116,10 +118,11 @@ def test_periodic_image_invariance(model):
     np.testing.assert_allclose(f1, f0, atol=1e-9)
 
 
-@pytest.mark.parametrize("periodic", [False, True])
-def test_cell_list_finds_the_same_pairs_as_all_pairs(periodic):
+@pytest.mark.parametrize("periodic,edge", [(False, 20.0), (True, 20.0), (True, 12.0)])
+def test_cell_list_finds_the_same_pairs_as_all_pairs(periodic, edge):
+    """Triclinic boxes with >= 3 cells per axis, and 2 cells per axis (12 A box, 5 A cutoff)."""
     rng = np.random.default_rng(0)
-    box = torch.tensor([[20.0, 0, 0], [3.0, 19.0, 0], [-4.0, 2.5, 18.0]]) if periodic else None
+    box = torch.tensor([[20.0, 0, 0], [3.0, 19.0, 0], [-4.0, 2.5, 18.0]]) * (edge / 20.0) if periodic else None
     frac = torch.tensor(rng.uniform(size=(900, 3)))
     pos = frac @ box if periodic else frac * 25.0
     a_idx, a_sh = all_pairs(pos, 5.0, box)

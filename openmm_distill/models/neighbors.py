@@ -18,7 +18,7 @@ Periodic boxes must be in OpenMM's reduced form (a along x, b in the xy plane,
 is exact; :func:`openmm_distill.openmm_integration.checks.check_box` enforces this before any
 OpenMM Context exists.
 """
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -67,8 +67,8 @@ def _cell_grid(extent_widths: Tensor, cutoff: float) -> Tensor:
 def cell_list(positions: Tensor, cutoff: float, box: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Neighbour pairs within ``cutoff`` by binning atoms into cells, O(N).
 
-    Falls back to :func:`all_pairs` when a periodic box has fewer than 3 cells
-    along some axis (the 27-cell stencil would visit a cell twice).
+    Along a periodic axis with fewer than 3 cells, each cell is visited once
+    (minimum image picks the right copy, since the box is at least 2 cutoffs wide).
     """
     n = positions.shape[0]
     device = positions.device
@@ -82,8 +82,6 @@ def cell_list(positions: Tensor, cutoff: float, box: Optional[Tensor] = None) ->
         # Perpendicular widths of the cell: 1 / |reciprocal vector|.
         widths = 1.0 / torch.linalg.norm(inv, dim=0)
         grid = _cell_grid(widths, cutoff)
-        if bool((grid < 3).any()):
-            return all_pairs(positions, cutoff, box)
     else:
         b = torch.eye(3, dtype=pos.dtype, device=device)
         lo = pos.min(dim=0).values
@@ -105,8 +103,15 @@ def cell_list(positions: Tensor, cutoff: float, box: Optional[Tensor] = None) ->
     table = torch.full((n_cells, max_per_cell), -1, dtype=torch.long, device=device)
     table[sorted_cells, slot] = order
 
-    r = torch.arange(-1, 2, device=device)
-    stencil = torch.stack(torch.meshgrid([r, r, r], indexing="ij"), dim=-1).reshape(27, 3)
+    # Offsets -1, 0, 1 along each axis; with fewer than 3 periodic cells along an
+    # axis, -1 and +1 would name the same cell twice, so visit each cell once.
+    axes: List[Tensor] = []
+    for k in range(3):
+        if periodic and int(grid[k]) < 3:
+            axes.append(torch.arange(0, int(grid[k]), device=device))
+        else:
+            axes.append(torch.arange(-1, 2, device=device))
+    stencil = torch.stack(torch.meshgrid(axes, indexing="ij"), dim=-1).reshape(-1, 3)
     neighbor_cells = cidx.unsqueeze(1) + stencil.unsqueeze(0)  # [N, 27, 3]
     if periodic:
         neighbor_cells = torch.remainder(neighbor_cells, grid)
@@ -115,7 +120,7 @@ def cell_list(positions: Tensor, cutoff: float, box: Optional[Tensor] = None) ->
         valid_cell = ((neighbor_cells >= 0) & (neighbor_cells < grid)).all(dim=2)
         neighbor_cells = torch.clamp(neighbor_cells, min=torch.zeros_like(grid), max=grid - 1)
     nflat = (neighbor_cells[..., 0] * grid[1] + neighbor_cells[..., 1]) * grid[2] + neighbor_cells[..., 2]
-    cand = table[nflat]  # [N, 27, M]
+    cand = table[nflat]  # [N, n_stencil, M]
     cand = torch.where(valid_cell.unsqueeze(2), cand, torch.full_like(cand, -1))
     cand = cand.reshape(n, -1)
     i = torch.arange(n, device=device).unsqueeze(1).expand_as(cand)

@@ -95,6 +95,8 @@ class Pipeline:
         test_mols = _molecules(m.test, m.test_split, m.limit)
         self.log(f"pipeline {cfg.name!r}: {len(train_mols)} training, {len(val_mols)} validation and "
                  f"{len(test_mols)} test molecules, teacher {cfg.teacher.name}, output {self.out}")
+        # Check the training recipe and overrides now, so a bad key fails before hours of labelling.
+        self._training_config("unlabelled-yet.h5", None, None)
         eval_sampling = cfg.evaluation_sampling or cfg.sampling
         train_h5 = self._label("train", train_mols, cfg.sampling)
         val_h5 = self._label("validation", val_mols, eval_sampling)
@@ -105,18 +107,20 @@ class Pipeline:
         self.result.report = Path(report)
         return self.result
 
-    def _train(self, train_h5: str, val_h5: Optional[str], test_h5: Optional[str]) -> str:
-        from openmm_distill.training import load_config, train
+    def _training_config(self, train_h5: str, val_h5: Optional[str], test_h5: Optional[str]):
+        from openmm_distill.training import load_config
 
         recipe = resolve(self.cfg, self.cfg.training.recipe)
-        run_dir = self.out / "train"
         overrides = [f"{k}={v}" for k, v in self.cfg.training.set.items()]
-        overrides += [f"data.path={train_h5}", f"run.output_dir={run_dir}"]
-        if val_h5:
-            overrides.append(f"data.validation_path={val_h5}")
-        if test_h5:
-            overrides.append(f"data.test_path={test_h5}")
-        tcfg = load_config(recipe, overrides)  # validates now: a bad key fails before any work
+        overrides += [f"data.path={train_h5}", f"run.output_dir={self.out / 'train'}",
+                      f"data.validation_path={val_h5 or 'null'}", f"data.test_path={test_h5 or 'null'}"]
+        return recipe, load_config(recipe, overrides)
+
+    def _train(self, train_h5: str, val_h5: Optional[str], test_h5: Optional[str]) -> str:
+        from openmm_distill.training import train
+
+        run_dir = self.out / "train"
+        recipe, tcfg = self._training_config(train_h5, val_h5, test_h5)
         inputs = {"recipe": Path(recipe).read_text(), "set": self.cfg.training.set,
                   "train": file_sha256(train_h5), "validation": val_h5 and file_sha256(val_h5),
                   "test": test_h5 and file_sha256(test_h5)}
