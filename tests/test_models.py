@@ -13,7 +13,6 @@ from openmm_distill.models.checkpoint import CHECKPOINT_FORMAT_VERSION, read_che
 from openmm_distill.models.neighbors import all_pairs, cell_list
 from tests.conftest import randomise_readout
 
-torch.set_default_dtype(torch.float64)
 
 
 def energy(model, z, pos, box=None):
@@ -122,7 +121,8 @@ def test_periodic_image_invariance(model):
 def test_cell_list_finds_the_same_pairs_as_all_pairs(periodic, edge):
     """Triclinic boxes with >= 3 cells per axis, and 2 cells per axis (12 A box, 5 A cutoff)."""
     rng = np.random.default_rng(0)
-    box = torch.tensor([[20.0, 0, 0], [3.0, 19.0, 0], [-4.0, 2.5, 18.0]]) * (edge / 20.0) if periodic else None
+    box = torch.tensor([[20.0, 0, 0], [3.0, 19.0, 0], [-4.0, 2.5, 18.0]], dtype=torch.float64) * (edge / 20.0) \
+        if periodic else None
     frac = torch.tensor(rng.uniform(size=(900, 3)))
     pos = frac @ box if periodic else frac * 25.0
     a_idx, a_sh = all_pairs(pos, 5.0, box)
@@ -133,7 +133,7 @@ def test_cell_list_finds_the_same_pairs_as_all_pairs(periodic, edge):
 
 
 def test_batched_pairs_stay_within_structures():
-    pos = torch.zeros(6, 3)
+    pos = torch.zeros(6, 3, dtype=torch.float64)
     pos[:, 0] = torch.arange(6) * 0.5
     batch = torch.tensor([0, 0, 0, 1, 1, 1])
     idx, _ = neighbor_list(pos, 5.0, batch=batch)
@@ -147,7 +147,7 @@ def test_checkpoint_round_trip_and_format_checks(tmp_path, model):
     assert not any(k.startswith("model.") for k in raw["state_dict"])
     loaded, payload = load_checkpoint(path)
     z, pos = random_molecule()
-    assert energy_forces(loaded.double(), z, pos)[0] == pytest.approx(energy_forces(model, z, pos)[0], abs=1e-9)
+    assert energy_forces(loaded, z, pos)[0] == pytest.approx(energy_forces(model, z, pos)[0], abs=1e-9)
     assert payload["extra"]["epoch"] == 3
     raw["format_version"] = CHECKPOINT_FORMAT_VERSION + 1
     torch.save(raw, tmp_path / "future.pt")

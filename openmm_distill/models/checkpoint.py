@@ -105,5 +105,8 @@ def load_checkpoint(path: str | os.PathLike) -> Tuple[nn.Module, Dict[str, Any]]
 
     payload = read_checkpoint(path)
     model = build_model(payload["architecture"], payload["elements"], **payload["hyperparameters"])
+    # A model trained in float64 comes back in float64 (not rounded through float32 parameters).
+    if any(v.dtype == torch.float64 for k, v in payload["state_dict"].items() if k.endswith("weight")):
+        model = model.double()
     model.load_state_dict(payload["state_dict"])
     return model, payload
