@@ -109,9 +109,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
     parser.add_argument("--presets", default=",".join(preset_names()), help="comma-separated presets")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads for students and Orb-v2 alike (default 1: on a 2-core machine "
+                             "shared with other work, one thread per process is fastest and least noisy)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results") / "student_speed.json"))
     args = parser.parse_args(argv)
     min_time = 0.5 if args.quick else 2.0
+    torch.set_num_threads(args.threads)
     results = {"torch_threads": torch.get_num_threads(), "torch": torch.__version__, "openmm": openmm.__version__,
                "students": {}, "teachers": {}}
     structures = systems()

@@ -19,6 +19,9 @@ examples:
   openmm-distill train training/original.yaml --set data.path=d.h5 --set run.output_dir=runs/orig --set optim.lr=3e-4
   openmm-distill train training/original.yaml --set data.path=d.h5 --set run.output_dir=runs/orig --resume
   openmm-distill train --show-keys
+
+data-parallel on several GPUs (or CPU processes), effective batch = batch_size x 4:
+  torchrun --nproc_per_node=4 -m openmm_distill.cli train training/original.yaml --set data.path=d.h5
 """
 
 
@@ -49,10 +52,19 @@ def run(args) -> int:
         return 2
     overrides = list(args.overrides) + (["run.progress=false"] if args.quiet else [])
     config = load_config(args.config, overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from openmm_distill.training import distributed as ddp
+
+    # Under torchrun (several processes) only rank 0 reports progress; the others log warnings only.
+    logging.basicConfig(level=logging.INFO if ddp.is_main() else logging.WARNING,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from openmm_distill.training.trainer import Trainer
 
-    result = Trainer(config).fit(resume=args.resume, overwrite=args.overwrite)
+    try:
+        result = Trainer(config).fit(resume=args.resume, overwrite=args.overwrite)
+    finally:
+        ddp.cleanup()  # leave the torchrun process group (no-op in a single process)
+    if not ddp.is_main():
+        return 0
     m = result.best_metrics
     print(f"best epoch {result.best_epoch} of {result.epochs_run}"
           f"{' (stopped early)' if result.stopped_early else ''}: validation force MAE "

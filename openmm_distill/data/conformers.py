@@ -12,6 +12,7 @@ from typing import List, Optional
 import numpy as np
 
 from openmm_distill import units
+from openmm_distill.data.finite_differences import central_difference_hessian
 from openmm_distill.errors import ConfigError
 
 # RDKit's MMFF reports kcal/mol; 1 kcal/mol = 4.184 kJ/mol (thermochemical calorie).
@@ -149,7 +150,6 @@ def mmff_hessian(mol, conformer_id: int, step: float = 1e-3) -> Optional[np.ndar
     props = AllChem.MMFFGetMoleculeProperties(mol)
     ff = AllChem.MMFFGetMoleculeForceField(mol, props, confId=int(conformer_id))
     x0 = np.array(ff.Positions(), dtype=np.float64)
-    n = x0.size
 
     def gradient(x: np.ndarray) -> np.ndarray:
         # RDKit quirk: ForceField.CalcGrad(pos) reuses state from the previous
@@ -158,12 +158,4 @@ def mmff_hessian(mol, conformer_id: int, step: float = 1e-3) -> Optional[np.ndar
         ff.CalcEnergy(x.tolist())
         return np.array(ff.CalcGrad(x.tolist()))
 
-    hessian = np.empty((n, n))
-    for k in range(n):
-        xp = x0.copy()
-        xp[k] += step
-        xm = x0.copy()
-        xm[k] -= step
-        hessian[k] = (gradient(xp) - gradient(xm)) / (2 * step)
-    hessian = 0.5 * (hessian + hessian.T) * KCAL_PER_MOL_TO_EV
-    return hessian
+    return central_difference_hessian(gradient, x0, step) * KCAL_PER_MOL_TO_EV

@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from openmm_distill.data.finite_differences import central_difference_hessian
 from openmm_distill.elements import MASSES
 
 # Boltzmann constant, eV/K (CODATA 2018, exact).
@@ -157,15 +158,7 @@ def teacher_hessian(teacher, atomic_numbers: np.ndarray, positions: np.ndarray, 
     TeacherError
         If any of the displaced calls fails.
     """
-    x0 = np.asarray(positions, dtype=np.float64).reshape(-1)
-    n = x0.size
-    hessian = np.empty((n, n))
-    for k in range(n):
-        xp = x0.copy()
-        xp[k] += step
-        xm = x0.copy()
-        xm[k] -= step
-        fp = teacher.compute(atomic_numbers, xp.reshape(-1, 3), charge=charge).forces.reshape(-1)
-        fm = teacher.compute(atomic_numbers, xm.reshape(-1, 3), charge=charge).forces.reshape(-1)
-        hessian[k] = -(fp - fm) / (2 * step)
-    return 0.5 * (hessian + hessian.T)
+    def gradient(x: np.ndarray) -> np.ndarray:
+        return -teacher.compute(atomic_numbers, x.reshape(-1, 3), charge=charge).forces.reshape(-1)
+
+    return central_difference_hessian(gradient, positions, step)

@@ -21,6 +21,17 @@ as an uninterrupted run would: bit for bit on the CPU with ``run.threads: 1``
 run to run (relative differences ~1e-8), and CUDA scatter-adds are not
 deterministic, so there "exactly" means "to rounding".
 
+Data-parallel training. Under ``torchrun --nproc_per_node=N`` (``WORLD_SIZE > 1``)
+the same loop runs in N processes (:mod:`openmm_distill.training.distributed`):
+the student is wrapped in ``DistributedDataParallel``, each process trains on
+a disjoint share of every epoch's batches (the ragged tail of ``n_batches mod N``
+batches is dropped so all take the same number of steps), gradients are
+averaged, and the metric sums of training, validation and test are added over
+processes. The effective batch is ``data.batch_size x N`` structures per step;
+``optim.lr`` is not rescaled (set it yourself). Only rank 0 writes files
+(checkpoints hold the unwrapped student: no ``module.`` prefix) and shows
+progress bars. A single process is unaffected by any of this.
+
 Units: Angstrom, eV and eV/Angstrom throughout; the compiled student converts
 to nm and kJ/mol at its boundary.
 """
@@ -44,6 +55,7 @@ from torch import nn
 from openmm_distill.errors import ConfigError, DistillError
 from openmm_distill.models import build_student, count_parameters, load_checkpoint, save_checkpoint
 from openmm_distill.training import datasets as ds
+from openmm_distill.training import distributed as ddp
 from openmm_distill.training.batching import batch_neighbor_list, to_device
 from openmm_distill.training.config import TrainConfig, resolve_paths, save_config, to_atomic_number
 from openmm_distill.training.ema import ExponentialMovingAverage
@@ -73,6 +85,10 @@ SUMMARY = "summary.json"
 MONITOR = "val_force_mae"
 # Generator streams (see seeding.epoch_generator).
 _HESSIAN_STREAM = 1
+# Data-parallel rank r draws its Hessian rows from stream _HESSIAN_STREAM + r * this (rank 0: unchanged).
+_RANK_STREAM_STRIDE = 1000
+# When set (tests), every rank writes its final parameter checksum to output_dir/param_checksum.rank<R>.txt.
+CHECKSUM_ENV = "OPENMM_DISTILL_TEST_CHECKSUM"
 
 
 class TrainingDivergedError(DistillError, FloatingPointError):
@@ -172,7 +188,10 @@ class Trainer:
             raise ConfigError("data.path is empty: set it in the recipe or with --set data.path=DATASET.h5")
         self.output_dir = Path(self.config.run.output_dir)
         self.teacher = teacher
-        self.device = resolve_device(self.config.run.device)
+        # Under torchrun each process takes its own device (cuda:LOCAL_RANK or the CPU) and joins the
+        # process group; in a single process device_for() is None and init() does nothing.
+        self.device = ddp.device_for(self.config.run.device) or resolve_device(self.config.run.device)
+        self.distributed = ddp.init(self.device)
         self.dtype = torch.float64 if self.config.run.dtype == "float64" else torch.float32
         self._prepared = False
 
@@ -241,6 +260,21 @@ class Trainer:
 
             self.model = cast_model(self.model, torch.float64)
         self.model.to(self.device)
+        # self.model stays the plain student (optimiser, EMA, checkpoints, evaluation use it);
+        # self.train_model is what training steps call: the DDP wrapper when distributed. Every rank
+        # built the same weights from the same seed; DDP also broadcasts rank 0's at construction.
+        self.train_model: nn.Module = self.model
+        if self.distributed:
+            import warnings
+
+            from torch.nn.parallel import DistributedDataParallel
+
+            # The readout's [1, hidden] weight gets gradients with strides (1, 1) from the double
+            # backward; DDP's bucket view has (hidden, 1): the same memory layout, but DDP warns.
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=False)  # every parameter gets a gradient: ensure_all_parameters_used
 
         # Loaders are built once; reseed() fixes each epoch's order from (seed, epoch).
         self.train_loader = ds.make_loader(d.path, self.split.train, d.batch_size, shuffle=True, dtype=self.dtype,
@@ -248,7 +282,16 @@ class Trainer:
         self.val_loader = ds.make_loader(self.val_path, self.split.validation, d.validation_batch_size,
                                          shuffle=False, dtype=self.dtype, num_workers=d.num_workers,
                                          in_memory=d.in_memory)
+        # Distributed: each rank keeps batches rank, rank + W, ... of the (same) epoch order; training
+        # drops the ragged tail so all ranks step equally often. No-ops in a single process.
+        self.train_loader = ddp.shard_loader(self.train_loader, drop_ragged=True)
+        self.val_loader = ddp.shard_loader(self.val_loader, drop_ragged=False)
         steps_per_epoch = len(self.train_loader)
+        if steps_per_epoch == 0:
+            raise ConfigError(
+                f"{len(self.split.train)} training structures in batches of {d.batch_size} give fewer batches "
+                f"than the {ddp.world_size()} processes; lower data.batch_size or start fewer processes"
+            )
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(_weight_decay_groups(self.model, o.weight_decay), lr=o.lr,
                                            betas=tuple(o.betas))
@@ -273,6 +316,11 @@ class Trainer:
             m.preset, count_parameters(self.model), elements, len(self.split.train), len(self.split.validation),
             len(self.split.test), self.split.method, self.scale, self.device, cfg.run.dtype,
         )
+        if self.distributed:
+            logger.info("data-parallel: %d processes (backend %s), %d steps per epoch each, effective batch "
+                        "%d x %d = %d structures (optim.lr is not rescaled)", ddp.world_size(),
+                        torch.distributed.get_backend(), steps_per_epoch, d.batch_size, ddp.world_size(),
+                        d.batch_size * ddp.world_size())
 
     def _setup_hessian(self) -> None:
         """Decide where teacher Hessian rows come from (dataset or finite differences) and check the teacher."""
@@ -301,10 +349,13 @@ class Trainer:
     # ------------------------------------------------------------- forward pass
     def _energy_forces(self, model: nn.Module, batch: Dict[str, torch.Tensor], create_graph: bool):
         """Energies [B] (eV), forces [N, 3] (eV/Angstrom), the energy gradient and the position leaf."""
-        species = model.species_of(batch["atomic_numbers"])
+        # ``model`` may be the DDP wrapper (training): attributes live on the wrapped student, the
+        # forward call goes through the wrapper.
+        core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+        species = core.species_of(batch["atomic_numbers"])
         positions = batch["positions"].detach().requires_grad_(True)
         n_atoms = batch["n_atoms"]
-        edge_index, shifts = batch_neighbor_list(positions, batch["batch"], n_atoms, model.cutoff, batch.get("box"))
+        edge_index, shifts = batch_neighbor_list(positions, batch["batch"], n_atoms, core.cutoff, batch.get("box"))
         energy = model(species, positions, edge_index, shifts, batch["batch"], int(n_atoms.shape[0]))
         (grad,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
         return energy, -grad, grad, positions
@@ -338,20 +389,21 @@ class Trainer:
     def _progress(self, iterable, desc: str, total: int):
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, leave=False, disable=not self.config.run.progress,
-                    dynamic_ncols=True)
+        return tqdm(iterable, desc=desc, total=total, leave=False,
+                    disable=not self.config.run.progress or not ddp.is_main(), dynamic_ncols=True)
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         """One pass over the training structures (raw weights); returns running metrics and mean losses."""
         cfg = self.config
         self.model.train()
         ds.reseed(self.train_loader, cfg.run.seed, epoch)
-        hessian_generator = epoch_generator(cfg.run.seed, epoch, _HESSIAN_STREAM)
+        # Each data-parallel rank samples its own Hessian rows (rank 0 and single processes: stream 1).
+        hessian_generator = epoch_generator(cfg.run.seed, epoch, _HESSIAN_STREAM + _RANK_STREAM_STRIDE * ddp.rank())
         acc = MetricAccumulator(cfg.loss.angular_min_force)
         bar = self._progress(self.train_loader, f"epoch {epoch} train", len(self.train_loader))
         for raw in bar:
             batch = to_device(raw, self.device, self.dtype)
-            energy, forces, grad, positions = self._energy_forces(self.model, batch, create_graph=True)
+            energy, forces, grad, positions = self._energy_forces(self.train_model, batch, create_graph=True)
             hessian = self._hessian_term(batch, grad, positions, hessian_generator)
             terms = self._loss(batch, energy, forces, hessian)
             if not torch.isfinite(terms.total):
@@ -359,7 +411,12 @@ class Trainer:
                     f"non-finite loss at epoch {epoch} ({terms.detached()}); lower optim.lr or check the data"
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
+            total = terms.total
+            if self.distributed:
+                # DDP (find_unused_parameters=False) needs a gradient for every parameter; a zero-weighted
+                # term gives one to any the loss does not reach. Value and gradients are unchanged.
+                total = ddp.ensure_all_parameters_used(total, self.model)
+            total.backward()  # DDP averages the gradients over ranks here
             if cfg.optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
             self.optimizer.step()
@@ -368,7 +425,8 @@ class Trainer:
             acc.update(energy.detach(), batch["energy"], batch["n_atoms"], forces.detach(), batch["forces"])
             acc.add_losses(terms.detached())
             bar.set_postfix(loss=f"{float(terms.total.detach()):.4g}")
-        return acc.compute()
+        # Distributed: sums over every rank's batches (no-op in a single process).
+        return ddp.all_reduce_accumulator(acc).compute()
 
     def evaluate_loader(self, model: nn.Module, loader, desc: str = "validation") -> Dict[str, float]:
         """Metrics and mean losses of ``model`` over a loader (no parameter gradients, no Hessian term)."""
@@ -387,7 +445,8 @@ class Trainer:
         finally:
             for p, r in zip(model.parameters(), requires):
                 p.requires_grad_(r)
-        return acc.compute()
+        # Distributed: loaders are sharded by rank; adding the sums gives every rank the full-set metrics.
+        return ddp.all_reduce_accumulator(acc).compute()
 
     def validate(self) -> Dict[str, float]:
         """Validation metrics with the EMA weights."""
@@ -427,7 +486,9 @@ class Trainer:
         }
 
     def save_last(self) -> None:
-        """Write ``last.pt``: raw weights and the full trainer state (atomic)."""
+        """Write ``last.pt``: raw weights and the full trainer state (atomic; rank 0 only)."""
+        if not ddp.is_main():
+            return
         extra = self._common_extra()
         extra["weights"] = "raw"
         extra["trainer_state"] = self._trainer_state()
@@ -435,7 +496,9 @@ class Trainer:
                         provenance=self._provenance())
 
     def save_best(self, val: Dict[str, float]) -> None:
-        """Write ``best.pt``: the EMA weights that produced ``val`` (atomic)."""
+        """Write ``best.pt``: the EMA weights that produced ``val`` (atomic; rank 0 only)."""
+        if not ddp.is_main():
+            return
         extra = self._common_extra()
         extra.update({"weights": "ema", "epoch": self.epoch, "validation_metrics": dict(val)})
         with self.ema.average_parameters(self.model):
@@ -504,16 +567,20 @@ class Trainer:
                 f"{self.output_dir} already holds a run ({LAST}); continue it with --resume, start over with "
                 "--overwrite, or set run.output_dir to a new folder"
             )
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.output_dir / CONFIG_FILE)
+        # Distributed: every rank has checked last.pt before rank 0 may write anything.
+        ddp.barrier()
+        if ddp.is_main():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.output_dir / CONFIG_FILE)
         self._setup_hessian()
-        log = MetricLog(self.output_dir, tensorboard=cfg.run.tensorboard)
-        if cfg.run.tensorboard and not log.tensorboard_enabled:
+        log = MetricLog(self.output_dir, tensorboard=cfg.run.tensorboard) if ddp.is_main() else _NoLog()
+        if cfg.run.tensorboard and not log.tensorboard_enabled and ddp.is_main():
             logger.info("TensorBoard is not installed (pip install tensorboard); logging to metrics.csv only")
         log.set_rows(self.history)
         try:
             while self.epoch < cfg.optim.epochs and not self.stopped_early:
                 if stop_after is not None and self.epoch >= stop_after:
+                    self._check_ranks()
                     return self._result(finished=False)
                 epoch = self.epoch + 1
                 t0 = time.perf_counter()
@@ -550,9 +617,19 @@ class Trainer:
             if self.stopped_early:
                 logger.info("early stopping: no improvement of %s for %d epochs (best epoch %d)", MONITOR,
                             cfg.optim.early_stopping_patience, self.best_epoch)
+            self._check_ranks()
             return self._finish()
         finally:
             log.close()
+
+    def _check_ranks(self) -> None:
+        """Distributed: check that all ranks hold the same weights (and write checksums for tests)."""
+        if not (self.distributed or os.environ.get(CHECKSUM_ENV)):
+            return
+        sums = ddp.check_parameters_in_sync(self.model)
+        if os.environ.get(CHECKSUM_ENV):
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / f"param_checksum.rank{ddp.rank()}.txt").write_text(sums[ddp.rank()] + "\n")
 
     # ---------------------------------------------------------------- finish
     def _result(self, finished: bool, test_metrics=None, compiled=None) -> TrainResult:
@@ -567,9 +644,10 @@ class Trainer:
         cfg = self.config
         from openmm_distill.training.plots import plot_history
 
-        if self.history:
+        if self.history and ddp.is_main():
             plot_history(self.history, self.output_dir / PLOT,
                          title=f"{cfg.model.preset} student: {Path(cfg.data.path).name}")
+        ddp.barrier()  # distributed: rank 0 has finished writing best.pt
         if not (self.output_dir / BEST).is_file():
             raise DistillError(f"no {BEST} in {self.output_dir}: no epoch produced a finite validation force MAE")
         best_model, payload = load_checkpoint(self.output_dir / BEST)
@@ -582,9 +660,15 @@ class Trainer:
         if len(self.split.test):
             loader = ds.make_loader(self.test_path, self.split.test, cfg.data.validation_batch_size, shuffle=False,
                                     dtype=self.dtype, num_workers=cfg.data.num_workers, in_memory=cfg.data.in_memory)
+            loader = ddp.shard_loader(loader, drop_ragged=False)  # distributed: sharded, sums reduced
             test_metrics = {k: v for k, v in self.evaluate_loader(best_model, loader, "test").items()
                             if k in METRIC_NAMES or k == "n_structures"}
         result = self._result(finished=True, test_metrics=test_metrics)
+        if not ddp.is_main():
+            # Distributed: rank 0 compiles and writes summary.json; wait until it has.
+            ddp.barrier()
+            result.compiled_path = self.output_dir / COMPILED if cfg.run.compile else None
+            return result
         if cfg.run.compile:
             from openmm_distill.export import compile_student
 
@@ -620,9 +704,31 @@ class Trainer:
         }
         with open(self.output_dir / SUMMARY, "w") as handle:
             json.dump(summary, handle, indent=1)
+        ddp.barrier()  # distributed: release the other ranks (see above)
         return result
 
 
+class _NoLog:
+    """Stands in for :class:`MetricLog` on data-parallel ranks other than 0 (they write no files)."""
+
+    tensorboard_enabled = False
+
+    def set_rows(self, rows) -> None:
+        pass
+
+    def append(self, row) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, teacher=None) -> TrainResult:
-    """Train a student from a config (see :class:`Trainer`); the one-call entry point."""
-    return Trainer(config, teacher=teacher).fit(resume=resume, overwrite=overwrite)
+    """Train a student from a config (see :class:`Trainer`); the one-call entry point.
+
+    Under ``torchrun`` the process group is left at the end (a no-op in a single process).
+    """
+    try:
+        return Trainer(config, teacher=teacher).fit(resume=resume, overwrite=overwrite)
+    finally:
+        ddp.cleanup()

@@ -1,0 +1,107 @@
+"""Copy trained students into the package with a model card each, after evaluating them on the test split.
+
+    python training/ship_students.py --runs runs/shipped --test data/shipped_test.h5
+
+For each preset with ``<runs>/<preset>/student.pt`` (or only ``best.pt``, which is then
+compiled here), this evaluates the compiled student on the test molecules (never seen
+in training), writes ``openmm_distill/students/<preset>.pt`` and a model card
+``<preset>.md`` (recipe, data, metrics against the targets, intended use, limits).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import openmm_distill  # noqa: F401  (torch before openmm)
+from openmm_distill.export.student import SHIPPED_DIR
+from openmm_distill.export.torchscript import read_metadata
+from openmm_distill.models import preset_names
+from openmm_distill.training import evaluate_compiled
+
+USE = {
+    "original": "the most accurate student; molecular dynamics of small organic molecules after running the protocols",
+    "tiny": "screening and fast exploratory MD; the default student of the quick start",
+    "ultra-tiny": "the cheapest student, for very fast exploration where accuracy matters less",
+}
+
+
+def model_card(preset: str, meta: dict, report, history_rows: int, run_dir: Path, test_path: str) -> str:
+    cfg = meta.get("training_config", {})
+    t = report.as_dict()
+    rows = "\n".join(
+        f"| {v['label']} | {v['value']:.4g} | {'>=' if v['kind'] == 'min' else '<='} {v['target']:g} | "
+        f"{'PASS' if v['passed'] else 'FAIL'} |" for v in t["targets"].values())
+    val = meta.get("validation_metrics", {})
+    return f"""# Model card: `{preset}` student
+
+PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with elements
+{', '.join(meta.get('element_symbols', []))}. {meta.get('n_parameters'):,} parameters, cutoff
+{meta.get('cutoff_angstrom')} Angstrom, compiled in {meta.get('dtype')} for OpenMM (positions nm, energy kJ/mol).
+
+- **Intended use:** {USE[preset]}.
+- **Not for:** charged or open-shell species, metals or elements outside the list above (refused
+  with an error), condensed phases and periodic systems (trained on isolated molecules only),
+  reactions and bond breaking (no such geometries in the data), anything where GFN2-xTB itself is
+  not trusted.
+
+## Data
+
+- Molecules: the `train` split of `systems/molecules.csv` (521 molecules, split by molecule;
+  validation 64, test 64 molecules never seen in training).
+- Geometries: `training/data/shipped_train.yaml` (ETKDG conformers, random and normal-mode
+  displacements, GFN2-xTB-driven Langevin MD at 300/450/600 K); validation and test:
+  `training/data/shipped_eval.yaml` (GFN2-xTB MD snapshots at 300, 450 and 600 K).
+- Training data hash: `{meta.get('training_data_hash')}`.
+
+## Recipe
+
+`training/{preset}.yaml` with `optim.epochs={cfg.get('optim', {}).get('epochs')}`,
+`optim.lr={cfg.get('optim', {}).get('lr')}`, `optim.warmup_epochs={cfg.get('optim', {}).get('warmup_epochs')}`,
+`run.threads=1` (the three presets trained side by side on a 2-core CPU, time-boxed; see
+`training/README.md`). Best epoch {meta.get('best_epoch')} of {history_rows}. Reproduce with
+`openmm-distill pipeline shipped` (see that config's header) or the commands in `training/README.md`.
+
+## Accuracy on the test split ({t['n_structures']} structures, {len(t['molecules'])} molecules, `{Path(test_path).name}`)
+
+| metric | value | target (issue #4) | verdict |
+|---|---|---|---|
+{rows}
+| force RMSE (eV/A) | {t['metrics']['force_rmse']:.4g} | | |
+
+Validation split at the best epoch: force MAE {val.get('force_mae', float('nan')):.4g} eV/A,
+R^2 {val.get('force_r2', float('nan')):.4g}, angle {val.get('angle_deg', float('nan')):.3g} deg,
+energy MAE {val.get('energy_mae_mev_per_atom', float('nan')):.3g} meV/atom.
+
+Printed by: `openmm-distill evaluate --student {preset} --data data/shipped_test.h5`.
+"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="runs/shipped", help="folder with one training run per preset")
+    parser.add_argument("--test", default="data/shipped_test.h5", help="labelled test-split dataset")
+    parser.add_argument("--presets", default=",".join(preset_names()))
+    args = parser.parse_args(argv)
+    SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for preset in args.presets.split(","):
+        run = Path(args.runs) / preset
+        student = run / "student.pt"
+        if not student.is_file():
+            print(f"{preset}: no {student}, skipped")
+            continue
+        report = evaluate_compiled(str(student), args.test, split="all", preset=preset)
+        print(report.format(), "\n")
+        meta = read_metadata(student)
+        rows = sum(1 for _ in open(run / "metrics.csv")) - 1 if (run / "metrics.csv").is_file() else "?"
+        shutil.copyfile(student, SHIPPED_DIR / f"{preset}.pt")
+        (SHIPPED_DIR / f"{preset}.md").write_text(model_card(preset, meta, report, rows, run, args.test))
+        summary[preset] = report.as_dict()
+    (SHIPPED_DIR / "test_metrics.json").write_text(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
