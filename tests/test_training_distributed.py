@@ -48,11 +48,12 @@ def _restore_threads():
 
 
 def overrides(dataset: str, out: Path):
-    # 14 structures -> 9 train / 3 validation / 2 test. Training: 5 batches of 2, so each of the two
-    # ranks takes 2 and the ragged fifth is dropped; validation in batches of 1: rank 0 gets 2, rank 1 one.
+    # 14 structures -> 9 train / 3 validation / 2 test, all in batches of 2. Training: 5 batches, each
+    # rank takes 2 and the ragged fifth is dropped. Validation: 2 batches (2 + 1 structures), one per
+    # rank. Test: 1 batch, so rank 1 evaluates nothing and must still take part in the reduction.
     return [f"data.path={dataset}", "data.validation_path=null", "data.test_path=null", "data.split=structure",
             "data.validation_fraction=0.2", "data.test_fraction=0.15", "data.batch_size=2",
-            "data.validation_batch_size=1", f"optim.epochs={EPOCHS}", "run.threads=1", "run.compile=true",
+            "data.validation_batch_size=2", f"optim.epochs={EPOCHS}", "run.threads=1", "run.compile=true",
             "run.progress=false", "run.tensorboard=false", f"run.output_dir={out}"]
 
 
@@ -121,7 +122,7 @@ def test_torchrun_two_processes_train_like_one(dataset, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     from openmm_distill.training import datasets as ds
 
-    test_loader = ds.make_loader(single.test_path, single.split.test, 1, shuffle=False, dtype=torch.float32)
+    test_loader = ds.make_loader(single.test_path, single.split.test, 2, shuffle=False, dtype=torch.float32)
     test = single.evaluate_loader(best_model, test_loader)
     assert summary["test_metrics"]["n_structures"] == 2
     for key in ["force_mae", "force_r2", "angle_deg", "energy_mae_mev_per_atom"]:

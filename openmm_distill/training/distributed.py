@@ -207,8 +207,11 @@ def all_reduce_accumulator(acc):
     """
     if not is_distributed():
         return acc
+    # The loss names a rank has seen depend on its batches (none on a rank without validation batches;
+    # "hessian" only where a row was sampled): reduce over the union, 0 where a rank has none.
+    names = sorted({k for keys in gather_strings("\n".join(sorted(acc._loss_sums))) for k in keys.split("\n") if k})
     values = {name: float(getattr(acc, name)) for name in _ACCUMULATOR_SUMS}
-    values.update({f"loss:{k}": float(v) for k, v in acc._loss_sums.items()})
+    values.update({f"loss:{k}": float(acc._loss_sums.get(k, 0.0)) for k in names})
     total = all_reduce_sum(values)
     for name in _ACCUMULATOR_SUMS:
         value = total[name]
@@ -313,10 +316,15 @@ def ensure_all_parameters_used(loss: torch.Tensor, model: torch.nn.Module) -> to
     """``loss + 0 * sum(parameters)``: every parameter gets a (zero) gradient in every step.
 
     DDP with ``find_unused_parameters=False`` waits for a gradient of every
-    parameter; a parameter that a step's loss does not reach (for example the
-    readout bias when only forces are fitted, ``loss.energy_weight: 0``)
-    would stall it. The added term changes neither the loss nor any existing
-    gradient; it only turns "no gradient" into a zero gradient.
+    parameter and fails on a parameter that a step's loss does not reach.
+    Today every parameter of the student reaches the loss through the energy
+    term (terms with weight 0 stay in the graph, see
+    :func:`openmm_distill.training.losses.distillation_loss`; a run with
+    ``loss.energy_weight: 0`` was checked without this guard), so this is a
+    safeguard: if that term were ever skipped, the readout bias, which forces
+    do not depend on, would get no gradient. The added term changes neither
+    the loss nor any existing gradient; it only turns "no gradient" into a
+    zero gradient.
     """
     extra = sum(p.sum() for p in model.parameters() if p.requires_grad)
     return loss + 0.0 * extra

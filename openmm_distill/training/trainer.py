@@ -414,7 +414,8 @@ class Trainer:
             total = terms.total
             if self.distributed:
                 # DDP (find_unused_parameters=False) needs a gradient for every parameter; a zero-weighted
-                # term gives one to any the loss does not reach. Value and gradients are unchanged.
+                # term gives one to any the loss might not reach (a safeguard: today all are reached).
+                # Value and gradients are unchanged.
                 total = ddp.ensure_all_parameters_used(total, self.model)
             total.backward()  # DDP averages the gradients over ranks here
             if cfg.optim.grad_clip > 0:
