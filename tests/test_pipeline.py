@@ -22,7 +22,7 @@ TINY = {
                  "set": {"optim.epochs": 2, "optim.early_stopping_patience": 0, "data.batch_size": 4,
                          "run.tensorboard": False, "run.threads": 1, "run.progress": False}},
     "protocols": {"systems": ["ethanol"], "nve_ps": 0.05, "nve_equilibration_ps": 0.01, "stability": False,
-                  "stability_ps": 0.02, "throughput": False, "throughput_teachers": False, "accuracy": True},
+                  "stability_ps": 0.02, "throughput": False, "throughput_teachers": False},
 }
 
 

@@ -61,7 +61,6 @@ class ProtocolsSection:
     temperature_K: float = 300.0
     throughput: bool = True
     throughput_teachers: bool = True
-    accuracy: bool = True
     stability: bool = False
     stability_ps: float = 2.0
 

@@ -16,11 +16,11 @@ def run_protocols(student: str, p: ProtocolsSection, report_dir: Path, test_h5: 
                             timestep_fs=p.timestep_fs, temperature_k=p.temperature_K)
     stability = StabilitySettings.quick(length_ps=p.stability_ps if p.stability else 0.1,
                                         timestep_fs=p.timestep_fs)
-    # Accuracy: on the labelled test molecules when there are any (never seen in training),
-    # else on fresh geometries of the protocol systems labelled by the teacher.
+    # Accuracy in the report: fresh geometries of every protocol system, labelled live by the
+    # teacher, so each system gets a verdict. The held-out test molecules (test_h5) are
+    # evaluated by the trainer at the end of training (test metrics in the student's metadata).
     systems = list(p.systems)
-    output = run_report(student, systems, output_dir=report_dir,
-                        dataset=test_h5 if (test_h5 and p.accuracy) else None,
+    output = run_report(student, systems, output_dir=report_dir, dataset=None,
                         throughput=p.throughput,
                         throughput_teachers=("gfn2-xtb", "orb-v2") if p.throughput_teachers else (),
                         nve_settings=nve, stability_settings=stability,
