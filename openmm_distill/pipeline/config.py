@@ -9,7 +9,7 @@ Sections (all optional except ``molecules``):
     sampling: {...SamplingConfig fields...}        # or sampling_file: path.yaml
     workers: 2
     training: {recipe: training/tiny.yaml, set: {optim.epochs: 30, ...}}
-    protocols: {systems: [aspirin], nve_ps: 2.0, throughput: true, accuracy: true, ...}
+    protocols: {systems: [aspirin], nve_ps: 2.0, throughput: true, ...}
 """
 from __future__ import annotations
 
