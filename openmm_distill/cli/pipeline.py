@@ -11,7 +11,7 @@ DESCRIPTION = """Run every stage from molecules to a validated student:
 Each stage is skipped when its inputs (config values and upstream files, by
 content hash) are unchanged since its last successful run, so rerunning after a
 crash or a config edit redoes only what changed. Without CONFIG the built-in
-demo config runs (a handful of molecules, GFN2-xTB, the tiny preset; ~10 min
+demo config runs (a handful of molecules, GFN2-xTB, the tiny preset; ~1.5 min
 on 2 CPU cores). Built-in configs: default, shipped (reproduces the shipped
 students; hours).
 
