@@ -28,6 +28,7 @@ from openmm import unit
 
 from openmm_distill.export import compile_student, load_compiled
 from openmm_distill.models import build_student, count_parameters, preset_names
+from openmm_distill.teachers.orb_v2 import random_orb_v2_checkpoint
 from openmm_distill.systems import structure_from_smiles, structure_to_openmm_topology, water_box
 
 SMALL = ("aspirin", "CC(=O)Oc1ccccc1C(=O)O")  # 21 atoms
@@ -95,16 +96,6 @@ def bench_teacher(name, z, pos_nm, min_time, **options):
     return 1e3 * timed(lambda: teacher.compute(z, pos_a), min_time, min_reps=3)
 
 
-def random_orb_checkpoint(folder: Path) -> Path:
-    """A randomly initialised Orb-v2 architecture saved as a local checkpoint (no download possible here)."""
-    from orb_models.forcefield.pretrained import orb_v2_architecture
-
-    torch.manual_seed(0)
-    path = folder / "orb_v2_random.ckpt"
-    torch.save(orb_v2_architecture(device="cpu").state_dict(), path)
-    return path
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
@@ -136,7 +127,7 @@ def main(argv=None) -> int:
                 results["students"][preset]["systems"][name] = r
                 print(f"{preset:>10} {name:>14} {len(z):>6} atoms  bare {r['bare_call_ms']:8.2f} ms  "
                       f"OpenMM force {r['openmm_force_call_ms']:8.2f} ms  MD step {r['md_step_ms']:8.2f} ms", flush=True)
-        orb_ckpt = random_orb_checkpoint(tmp)
+        orb_ckpt = random_orb_v2_checkpoint(tmp / "orb_v2_random.ckpt")
         for name, z, pos, box, top in structures[:2]:
             results["teachers"][name] = {
                 "atoms": int(len(z)),

@@ -59,6 +59,25 @@ def openmm_vec(edge_nm: float):
     return openmm.Vec3(edge_nm, edge_nm, edge_nm) * unit.nanometer
 
 
+def label_small_dataset(path, molecules, n_conformers: int, random_samples: int) -> str:
+    """A small real dataset: GFN2-xTB labels of ETKDG conformers and random displacements."""
+    from openmm_distill.data.labelling import label
+
+    label(molecules, str(path),
+          sampling=dict(n_conformers=n_conformers, random_samples=random_samples, normal_mode_samples=0,
+                        md_temperatures_K=[], random_sigma=0.05, seed=0),
+          progress=False)
+    return str(path)
+
+
+@pytest.fixture
+def restore_torch_threads():
+    """Training runs set run.threads=1 (exact reproducibility); give the process its thread count back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 def randomise_readout(model):
     """Students start with a zero readout (E = reference energies); tests need a non-trivial surface."""
     torch.nn.init.normal_(model.readout[2].weight, std=0.5)

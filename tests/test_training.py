@@ -31,6 +31,7 @@ from openmm_distill.training.metrics import (
 )
 from openmm_distill.training.reference_energies import element_counts, fit_energy_model, fit_reference_energies
 from openmm_distill.training.schedules import LRSchedule
+from tests.conftest import label_small_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "training"
@@ -41,22 +42,11 @@ PRESET_RECIPES = ["original", "tiny", "ultra-tiny"]
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> str:
     """~35 real GFN2-xTB-labelled structures of water, methanol and ethanol."""
-    from openmm_distill.data.labelling import label
-
-    path = tmp_path_factory.mktemp("training-data") / "small.h5"
-    label([("water", "O"), ("methanol", "CO"), ("ethanol", "CCO")], str(path),
-          sampling=dict(n_conformers=2, random_samples=10, normal_mode_samples=0, md_temperatures_K=[],
-                        random_sigma=0.05, seed=0),
-          progress=False)
-    return str(path)
+    return label_small_dataset(tmp_path_factory.mktemp("training-data") / "small.h5",
+                               [("water", "O"), ("methanol", "CO"), ("ethanol", "CCO")], 2, 10)
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """Runs below use run.threads=1 (exact reproducibility); give the process its thread count back."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 def smoke_overrides(dataset: str, out: Path, *extra: str):

@@ -21,6 +21,7 @@ import torch
 import openmm_distill  # noqa: F401  (torch before openmm)
 from openmm_distill.training.config import load_config
 from openmm_distill.training.distributed import ShardedBatchSampler, parameter_checksum
+from tests.conftest import label_small_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "training"
@@ -30,21 +31,11 @@ EPOCHS = 2
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> str:
     """14 real GFN2-xTB-labelled structures of water and methanol."""
-    from openmm_distill.data.labelling import label
-
-    path = tmp_path_factory.mktemp("ddp-data") / "tiny.h5"
-    label([("water", "O"), ("methanol", "CO")], str(path),
-          sampling=dict(n_conformers=1, random_samples=6, normal_mode_samples=0, md_temperatures_K=[],
-                        random_sigma=0.05, seed=0),
-          progress=False)
-    return str(path)
+    return label_small_dataset(tmp_path_factory.mktemp("ddp-data") / "tiny.h5",
+                               [("water", "O"), ("methanol", "CO")], 1, 6)
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 def overrides(dataset: str, out: Path):

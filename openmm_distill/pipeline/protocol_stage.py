@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable
 
 from openmm_distill.pipeline.config import ProtocolsSection
 
 
-def run_protocols(student: str, p: ProtocolsSection, report_dir: Path, test_h5: Optional[str],
-                  test_names: List[str], log: Callable[[str], None] = print):
+def run_protocols(student: str, p: ProtocolsSection, report_dir: Path, log: Callable[[str], None] = print):
     """Run the protocols on ``student`` with the pipeline's (short) settings; returns the ProtocolOutput."""
     from openmm_distill.protocols import AccuracySettings, NVESettings, StabilitySettings, run_report
 
@@ -17,7 +16,7 @@ def run_protocols(student: str, p: ProtocolsSection, report_dir: Path, test_h5: 
     stability = StabilitySettings.quick(length_ps=p.stability_ps if p.stability else 0.1,
                                         timestep_fs=p.timestep_fs)
     # Accuracy in the report: fresh geometries of every protocol system, labelled live by the
-    # teacher, so each system gets a verdict. The held-out test molecules (test_h5) are
+    # teacher, so each system gets a verdict. The held-out test molecules are
     # evaluated by the trainer at the end of training (test metrics in the student's metadata).
     systems = list(p.systems)
     output = run_report(student, systems, output_dir=report_dir, dataset=None,

@@ -103,7 +103,7 @@ class Pipeline:
         test_h5 = self._label("test", test_mols, eval_sampling)
         student = self._train(train_h5, val_h5, test_h5)
         self.result.student = Path(student)
-        report = self._protocols(student, test_h5, [n for n, _ in test_mols])
+        report = self._protocols(student)
         self.result.report = Path(report)
         return self.result
 
@@ -139,16 +139,15 @@ class Pipeline:
 
         return self._stage("train", inputs, run)["student"]
 
-    def _protocols(self, student: str, test_h5: Optional[str], test_names: List[str]) -> str:
+    def _protocols(self, student: str) -> str:
         from openmm_distill.pipeline.protocol_stage import run_protocols
 
         p = self.cfg.protocols
         report_dir = self.out / "report"
-        inputs = {"student": file_sha256(student), "protocols": vars(p),
-                  "test": test_h5 and file_sha256(test_h5)}
+        inputs = {"student": file_sha256(student), "protocols": vars(p)}
 
         def run():
-            run_protocols(student, p, report_dir, test_h5, test_names, log=self.log)
+            run_protocols(student, p, report_dir, log=self.log)
             return {"report": str(report_dir / "summary.md")}
 
         return self._stage("protocols", inputs, run)["report"]

@@ -10,48 +10,11 @@ nothing, so :func:`get_protocol_teacher` refuses it unless asked.
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
 from openmm_distill.errors import ConfigError
 
-_RANDOM_ORB_CACHE: Dict[str, str] = {}
-
-
-def random_orb_v2_checkpoint(path: Union[None, str, Path] = None, seed: int = 0) -> str:
-    """Save a randomly initialised Orb-v2 (``orb_v2_architecture``) ``state_dict``; returns the file path.
-
-    Parameters
-    ----------
-    path : path, optional
-        Where to write it; default a file in the system temp folder (reused within a process).
-    seed : int
-        torch seed of the initialisation (the caller's RNG state is restored afterwards).
-    """
-    import torch
-
-    key = str(path) if path is not None else f"tmp-{seed}"
-    if key in _RANDOM_ORB_CACHE and Path(_RANDOM_ORB_CACHE[key]).is_file():
-        return _RANDOM_ORB_CACHE[key]
-    try:
-        from orb_models.forcefield import pretrained
-        from orb_models.forcefield.atomic_system import SystemConfig
-    except ImportError as exc:
-        raise ImportError("Orb-v2 needs orb-models: pip install 'openmm-distill[orb]' (orb-models==0.5.5)") from exc
-    out = Path(path) if path is not None else Path(tempfile.gettempdir()) / f"openmm_distill_orb_v2_random_{seed}.ckpt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rng_state = torch.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        # The same system config as orb_v2(): radius 6 Angstrom, at most 20 neighbours.
-        model = pretrained.orb_v2_architecture(device="cpu",
-                                               system_config=SystemConfig(radius=6.0, max_num_neighbors=20))
-        torch.save(model.state_dict(), out)
-    finally:
-        torch.set_rng_state(rng_state)
-    _RANDOM_ORB_CACHE[key] = str(out)
-    return str(out)
+from openmm_distill.teachers.orb_v2 import random_orb_v2_checkpoint  # noqa: F401  (re-exported)
 
 
 def get_protocol_teacher(name: str, weights_path: Optional[str] = None, *, allow_random_weights: bool = False,

@@ -22,8 +22,10 @@ Notes on the model, recorded in :attr:`OrbV2Teacher.settings`:
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
-from typing import Optional
+from pathlib import Path
+from typing import Dict, Optional, Union
 
 import numpy as np
 
@@ -138,3 +140,41 @@ class OrbV2Teacher(Teacher):
         energy = out["energy"].detach().cpu().double().numpy().reshape(-1)[0]
         forces = out["forces"].detach().cpu().double().numpy()
         return float(energy), forces
+
+
+_RANDOM_ORB_CACHE: Dict[str, str] = {}
+
+
+def random_orb_v2_checkpoint(path: Union[None, str, Path] = None, seed: int = 0) -> str:
+    """Save a randomly initialised Orb-v2 (``orb_v2_architecture``) ``state_dict``; returns the file path.
+
+    Parameters
+    ----------
+    path : path, optional
+        Where to write it; default a file in the system temp folder (reused within a process).
+    seed : int
+        torch seed of the initialisation (the caller's RNG state is restored afterwards).
+    """
+    import torch
+
+    key = str(path) if path is not None else f"tmp-{seed}"
+    if key in _RANDOM_ORB_CACHE and Path(_RANDOM_ORB_CACHE[key]).is_file():
+        return _RANDOM_ORB_CACHE[key]
+    try:
+        from orb_models.forcefield import pretrained
+        from orb_models.forcefield.atomic_system import SystemConfig
+    except ImportError as exc:
+        raise ImportError("Orb-v2 needs orb-models: pip install 'openmm-distill[orb]' (orb-models==0.5.5)") from exc
+    out = Path(path) if path is not None else Path(tempfile.gettempdir()) / f"openmm_distill_orb_v2_random_{seed}.ckpt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rng_state = torch.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        # The same system config as orb_v2(): radius 6 Angstrom, at most 20 neighbours.
+        model = pretrained.orb_v2_architecture(device="cpu",
+                                               system_config=SystemConfig(radius=6.0, max_num_neighbors=20))
+        torch.save(model.state_dict(), out)
+    finally:
+        torch.set_rng_state(rng_state)
+    _RANDOM_ORB_CACHE[key] = str(out)
+    return str(out)
