@@ -474,3 +474,14 @@ def test_evaluate_split_selection_rules():
         select_structures(names, "test", structure, "other")
     with pytest.raises(DistillError, match="no structure of the dataset belongs to the validation split"):
         select_structures(names, "validation", {})
+
+
+def test_evaluate_accepts_a_shipped_student_name(dataset):
+    from openmm_distill.export import available_students
+    from openmm_distill.training import evaluate_compiled
+
+    if "ultra-tiny" not in available_students():
+        pytest.skip("no shipped ultra-tiny student in this checkout")
+    report = evaluate_compiled("ultra-tiny", dataset)
+    assert report.preset == "ultra-tiny" and report.n_structures > 0
+    assert 0.0 < report.metrics["force_mae"] < 1.0

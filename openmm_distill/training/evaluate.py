@@ -185,9 +185,11 @@ def evaluate_compiled(student: str, data: str, *, split: str = "all", preset: Op
     EvaluationReport
     """
     from openmm_distill.export import load_compiled
+    from openmm_distill.export.student import resolve_student_path
     from openmm_distill.training.datasets import dataset_sha256, open_labelled
 
-    module, metadata = load_compiled(student)
+    # A shipped student's name works here as everywhere else (openmm-distill evaluate --student tiny).
+    module, metadata = load_compiled(resolve_student_path(student))
     with open_labelled(data) as labelled:
         structure_molecules = labelled.structure_molecule()
         data_hash = dataset_sha256(data) if split != "all" else None
