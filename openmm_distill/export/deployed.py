@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from openmm_distill.models.neighbors import neighbor_list
-from openmm_distill.units import ANGSTROM_TO_NM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
+from openmm_distill.units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
 # Energy bookkeeping buffers stay float64 whatever the network dtype: total
 # energies of molecules are ~1e4-1e5 kJ/mol and float32 would round them.
@@ -80,8 +80,3 @@ class DeployedStudent(nn.Module):
         edge_index, shifts = neighbor_list(pos, self.cutoff_angstrom, box, None, self.all_pairs_max_atoms)
         energy_ev = self.model.atomic_energies(self.species, pos, edge_index, shifts).sum()
         return energy_ev * self.ev_to_kj_per_mol
-
-
-# Convenience for docs/tests: the cutoff of a deployed module in nm.
-def cutoff_nm(module: nn.Module) -> float:
-    return float(module.cutoff_angstrom) * ANGSTROM_TO_NM

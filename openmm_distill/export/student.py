@@ -45,7 +45,8 @@ class CompiledStudent:
 
     def __init__(self, path: str | os.PathLike):
         self.path = resolve_student_path(path)
-        self._module, self.metadata = load_compiled(self.path)
+        # Loads (and validates) the archive; the module itself is loaded again per Force in bound_module().
+        _, self.metadata = load_compiled(self.path)
 
     @property
     def name(self) -> str:

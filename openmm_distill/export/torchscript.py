@@ -173,11 +173,6 @@ def load_compiled(path: str | os.PathLike, map_location: str = "cpu") -> Tuple[t
     return module, meta
 
 
-def script_module(module: nn.Module) -> torch.jit.ScriptModule:
-    """Script an arbitrary module (used by tests and the per-System wrapper)."""
-    return torch.jit.script(module)
-
-
 def module_to_bytes(module: torch.jit.ScriptModule) -> bytes:
     """Serialise a scripted module (for embedding in a pickled PythonForce computation)."""
     import io

@@ -112,7 +112,7 @@ def cell_list(positions: Tensor, cutoff: float, box: Optional[Tensor] = None) ->
         else:
             axes.append(torch.arange(-1, 2, device=device))
     stencil = torch.stack(torch.meshgrid(axes, indexing="ij"), dim=-1).reshape(-1, 3)
-    neighbor_cells = cidx.unsqueeze(1) + stencil.unsqueeze(0)  # [N, 27, 3]
+    neighbor_cells = cidx.unsqueeze(1) + stencil.unsqueeze(0)  # [N, n_stencil, 3]
     if periodic:
         neighbor_cells = torch.remainder(neighbor_cells, grid)
         valid_cell = torch.ones(neighbor_cells.shape[:2], dtype=torch.bool, device=device)
