@@ -56,20 +56,24 @@ class MessageBlock(nn.Module):
         self.n_out = 3 * hidden if with_vectors else hidden
         self.phi = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, self.n_out))
 
-    def forward(self, s: Tensor, v: Tensor, i: Tensor, j: Tensor, w: Tensor, unit: Tensor):
-        # w: this layer's radial filter [E, n_out], already multiplied by the cutoff function.
-        x = self.phi(s)[j] * w
+    def forward(self, s: Tensor, v: Tensor, i: Tensor, j: Tensor, g: Tensor, filter_weight: Tensor, unit: Tensor):
+        # g: radial features times the cutoff function [E, K]; filter_weight: this
+        # layer's rows of the shared filter matrix [n_out, K], in the order s, vv, vs.
+        # Each part is filtered and gathered on its own so that no [E, n_out] tensor
+        # is split (its backward would concatenate E-sized gradients: ~15 % of a call).
+        # index_select gathers ~3x faster than advanced indexing on CPU.
+        h = self.hidden
+        phi = self.phi(s)
         n = s.shape[0]
+        ds_e = torch.index_select(phi[:, :h], 0, j) * nn.functional.linear(g, filter_weight[:h])
         if self.with_vectors:
-            ds_e, dvv, dvs = torch.split(x, self.hidden, dim=-1)
+            dvs = torch.index_select(phi[:, 2 * h:], 0, j) * nn.functional.linear(g, filter_weight[2 * h:])
             dv_e = dvs.unsqueeze(1) * unit.unsqueeze(-1)
             if not self.first:
-                dv_e = dv_e + dvv.unsqueeze(1) * v[j]
-            dv = torch.zeros_like(v).index_add_(0, i, dv_e)
-            v = v + dv
-        else:
-            ds_e = x
-        ds = torch.zeros((n, self.hidden), dtype=s.dtype, device=s.device).index_add_(0, i, ds_e)
+                dvv = torch.index_select(phi[:, h:2 * h], 0, j) * nn.functional.linear(g, filter_weight[h:2 * h])
+                dv_e = dv_e + dvv.unsqueeze(1) * torch.index_select(v, 0, j)
+            v = v + torch.zeros_like(v).index_add_(0, i, dv_e)
+        ds = torch.zeros((n, h), dtype=s.dtype, device=s.device).index_add_(0, i, ds_e)
         return s + ds, v
 
 
@@ -163,15 +167,16 @@ class PaiNN(nn.Module):
         """Per-atom energies [N] in eV (network term scaled and shifted, plus reference energies)."""
         i = edge_index[0]
         j = edge_index[1]
-        vec = positions[j] - positions[i] + shifts
+        vec = torch.index_select(positions, 0, j) - torch.index_select(positions, 0, i) + shifts
         r = torch.sqrt((vec * vec).sum(dim=-1))
         unit = vec / r.unsqueeze(-1)
-        filters = torch.split(self.filters(self.rbf(r) * self.fcut(r).unsqueeze(-1)), self.filter_sizes, dim=-1)
+        g = self.rbf(r) * self.fcut(r).unsqueeze(-1)
+        filter_weights = torch.split(self.filters.weight, self.filter_sizes, dim=0)
         n = positions.shape[0]
         s = self.embedding(species)
         v = torch.zeros((n, 3, self.hidden), dtype=s.dtype, device=s.device)
         for k, message in enumerate(self.messages):
-            s, v = message(s, v, i, j, filters[k], unit)
+            s, v = message(s, v, i, j, g, filter_weights[k], unit)
             # TorchScript cannot index a ModuleList with a variable, so updates run inside an enumerate.
             for m, update in enumerate(self.updates):
                 if m == k:
