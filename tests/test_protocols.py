@@ -344,6 +344,32 @@ def test_nve_protocol_writes_files(student, tmp_path):
     assert "| ethanol | 9 |" in out.summary
 
 
+def test_nve_protocol_in_worker_processes_keeps_system_order(student, tmp_path):
+    """jobs=2 runs each system in its own process; results come back in input order, equal to a serial run."""
+    settings = NVESettings(equilibration_ps=0.005, length_ps=0.01)
+    systems = ["ethanol", "water:1", "aspirin"]
+    parallel = _load(run_nve_protocol(student, systems, settings, tmp_path / "p", show_progress=False,
+                                      jobs=2).json_path)["systems"]
+    serial = _load(run_nve_protocol(student, systems, settings, tmp_path / "s", show_progress=False).json_path)["systems"]
+    assert [r["system"]["name"] for r in parallel] == [r["system"]["name"] for r in serial]
+    assert [r["system"]["n_atoms"] for r in parallel] == [9, 3, 21]
+    for p, s in zip(parallel, serial):
+        assert p["status"] == s["status"]
+        if s["status"] == "ok":
+            assert p["analysis"]["mean_kinetic_kj_per_mol"] == pytest.approx(
+                s["analysis"]["mean_kinetic_kj_per_mol"], rel=1e-3)
+
+
+def test_parallel_sweep_refuses_an_in_memory_model(tmp_path):
+    from openmm_distill.errors import ConfigError
+    from openmm_distill.protocols.parallel import map_systems
+
+    with pytest.raises(ConfigError, match="name or file path"):
+        map_systems(run_nve, openmm.System(), ["ethanol", "aspirin"], jobs=2)
+    with pytest.raises(ConfigError, match="positive integer, got 0"):
+        map_systems(run_nve, "tiny", ["ethanol"], jobs=0)
+
+
 def test_stability_protocol_writes_files(student, tmp_path):
     settings = StabilitySettings(length_ps=0.05, watchdog_interval_steps=10, frame_interval_fs=10.0)
     out = run_stability_protocol(student, "ethanol", settings, tmp_path / "stab", show_progress=False)

@@ -41,6 +41,16 @@ def _floats(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, multi_student: bool = False) -> None:
     from openmm_distill.systems.catalog import SPLITS
 
@@ -117,6 +127,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, text in PROTOCOL_HELP.items():
         p = sub.add_parser(name, help=text, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p, multi_student=name == "throughput")
+        if name in ("nve", "stability"):
+            p.add_argument("--jobs", type=_positive_int, default=1,
+                           help="systems simulated at once, one process and one thread each (default 1); "
+                                "e.g. --split test --full --jobs 16 on a 16-core machine")
         if name == "nve":
             _nve_options(p)
         elif name == "stability":
@@ -226,9 +240,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         systems = common.system_specs(args.systems, args.split, args.max_systems)
         if name == "nve":
-            out = protocols.run_nve_protocol(args.student, systems, nve_settings(args), args.output, **kw)
+            out = protocols.run_nve_protocol(args.student, systems, nve_settings(args), args.output, jobs=args.jobs,
+                                             **kw)
         elif name == "stability":
-            out = protocols.run_stability_protocol(args.student, systems, stability_settings(args), args.output, **kw)
+            out = protocols.run_stability_protocol(args.student, systems, stability_settings(args), args.output,
+                                                   jobs=args.jobs, **kw)
         elif name == "accuracy":
             systems_arg = args.systems if args.dataset else systems  # with a dataset: only an optional filter
             out = protocols.run_accuracy_protocol(args.student, systems_arg, accuracy_settings(args), args.output,

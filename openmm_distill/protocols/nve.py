@@ -23,7 +23,7 @@ import openmm
 from openmm import app, unit
 
 from openmm_distill.errors import DistillError
-from openmm_distill.protocols import common
+from openmm_distill.protocols import common, parallel
 from openmm_distill.protocols.common import MolecularSystem, ModelLike, ProtocolOutput
 from openmm_distill.protocols.metrics import DriftAnalysis, analyse_energy_series
 from openmm_distill.protocols.plots import plot_nve
@@ -323,7 +323,7 @@ def summarize_nve(results: Sequence[NVEResult], settings: NVESettings, model_nam
 def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] = None,
                      settings: Optional[NVESettings] = None, output_dir: Union[None, str, Path] = None, *,
                      platform: Optional[str] = None, precision: Optional[str] = None, backend: str = "torch",
-                     show_progress: bool = True) -> ProtocolOutput:
+                     show_progress: bool = True, jobs: int = 1) -> ProtocolOutput:
     """Run :func:`run_nve` on each system and write ``nve.json``, one PNG and CSV per system, ``summary.md``.
 
     Parameters
@@ -332,17 +332,19 @@ def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] 
         Default :data:`openmm_distill.protocols.common.DEFAULT_SYSTEMS`.
     output_dir : path, optional
         Default ``runs/protocols/<student>/nve``.
+    jobs : int
+        Systems simulated at once, one worker process (one thread) each; see
+        :func:`openmm_distill.protocols.parallel.map_systems`.
     """
     settings = settings or NVESettings.quick()
     output_dir = Path(output_dir) if output_dir is not None else common.default_output_dir("nve", model)
     output_dir.mkdir(parents=True, exist_ok=True)
     specs = common.system_specs(systems)
-    results: List[NVEResult] = []
+    results: List[NVEResult] = parallel.map_systems(run_nve, model, specs, jobs=jobs, desc="NVE",
+                                                    show_progress=show_progress, settings=settings, platform=platform,
+                                                    precision=precision, backend=backend)
     files: List[Path] = []
-    for spec in specs:
-        result = run_nve(model, spec, settings, platform=platform, precision=precision, backend=backend,
-                         show_progress=show_progress)
-        results.append(result)
+    for result in results:
         if result.series is not None and result.analysis is not None:
             stem = common.safe_name(result.system["name"])
             files.append(_write_series_csv(output_dir / f"nve_{stem}.csv", result.series))

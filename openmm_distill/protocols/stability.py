@@ -22,7 +22,7 @@ import openmm
 from openmm import app, unit
 
 from openmm_distill.errors import DistillError
-from openmm_distill.protocols import common
+from openmm_distill.protocols import common, parallel
 from openmm_distill.protocols.common import KJ_PER_MOL_NM_TO_EV_PER_ANGSTROM, MolecularSystem, ModelLike, ProtocolOutput
 from openmm_distill.protocols.plots import plot_stability
 
@@ -536,17 +536,19 @@ def summarize_stability(results: Sequence[StabilityResult], settings: StabilityS
 def run_stability_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] = None,
                            settings: Optional[StabilitySettings] = None, output_dir: Union[None, str, Path] = None, *,
                            platform: Optional[str] = None, precision: Optional[str] = None, backend: str = "torch",
-                           show_progress: bool = True) -> ProtocolOutput:
-    """Run :func:`run_stability` on each system; write ``stability.json``, DCD/PDB and PNG per system, ``summary.md``."""
+                           show_progress: bool = True, jobs: int = 1) -> ProtocolOutput:
+    """Run :func:`run_stability` on each system; write ``stability.json``, DCD/PDB and PNG per system, ``summary.md``.
+
+    ``jobs`` systems run at once, one worker process each (see :mod:`openmm_distill.protocols.parallel`).
+    """
     settings = settings or StabilitySettings.quick()
     output_dir = Path(output_dir) if output_dir is not None else common.default_output_dir("stability", model)
     output_dir.mkdir(parents=True, exist_ok=True)
-    results: List[StabilityResult] = []
+    results: List[StabilityResult] = parallel.map_systems(
+        run_stability, model, common.system_specs(systems), jobs=jobs, desc="stability", show_progress=show_progress,
+        settings=settings, output_dir=output_dir, platform=platform, precision=precision, backend=backend)
     files: List[Path] = []
-    for spec in common.system_specs(systems):
-        result = run_stability(model, spec, settings, output_dir=output_dir, platform=platform, precision=precision,
-                               backend=backend, show_progress=show_progress)
-        results.append(result)
+    for result in results:
         for run in result.runs:
             files += [Path(p) for p in (run.trajectory, run.topology_pdb) if p]
         if result.runs:
