@@ -10,6 +10,7 @@ in training), writes ``openmm_distill/students/<preset>.pt`` and a model card
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +26,16 @@ USE = {
     "tiny": "screening and fast exploratory MD; the default student of the quick start",
     "ultra-tiny": "the cheapest student, for very fast exploration where accuracy matters less",
 }
+
+
+def _training_minutes(run_dir: Path) -> str:
+    """Wall-clock training time from the run's metrics.csv (sum of the per-epoch times)."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return "an unrecorded time"
+    with open(path) as f:
+        seconds = sum(float(row["time_s"]) for row in csv.DictReader(f))
+    return f"{seconds / 60:.0f} minutes"
 
 
 def model_card(preset: str, meta: dict, report, history_rows: int, run_dir: Path, test_path: str) -> str:
@@ -57,11 +68,11 @@ PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with el
 
 ## Recipe
 
-`training/{preset}.yaml` with `optim.epochs={cfg.get('optim', {}).get('epochs')}`,
-`optim.lr={cfg.get('optim', {}).get('lr')}`, `optim.warmup_epochs={cfg.get('optim', {}).get('warmup_epochs')}`,
-`run.threads=1` (the three presets trained side by side on a 2-core CPU, time-boxed; see
-`training/README.md`). Best epoch {meta.get('best_epoch')} of {history_rows}. Reproduce with
-`openmm-distill pipeline shipped` (see that config's header) or the commands in `training/README.md`.
+`training/{preset}.yaml` (`optim.epochs={cfg.get('optim', {}).get('epochs')}`,
+`optim.lr={cfg.get('optim', {}).get('lr')}`, `loss.energy_weight={cfg.get('loss', {}).get('energy_weight')}`),
+trained with `run.threads=1` on one core of the project's 2-core CPU in {_training_minutes(run_dir)}.
+Best epoch {meta.get('best_epoch')} of {history_rows}. Reproduce with the commands in
+`training/README.md` ("What was actually run for the shipped files").
 
 ## Accuracy on the test split ({t['n_structures']} structures, {len(t['molecules'])} molecules, `{Path(test_path).name}`)
 
