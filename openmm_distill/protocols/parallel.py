@@ -16,7 +16,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
 from openmm_distill.errors import ConfigError
@@ -56,7 +55,7 @@ def map_systems(fn: Callable[..., Any], model: common.ModelLike, specs: Sequence
     if not isinstance(model, (str, os.PathLike)):
         raise ConfigError(f"jobs={jobs} needs the student as a name or file path (workers load it themselves), "
                           f"got a {type(model).__name__}; use jobs=1 for an in-memory model")
-    model = str(model) if isinstance(model, Path) else model
+    model = os.fspath(model)
     results: List[Any] = [None] * len(specs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context,
