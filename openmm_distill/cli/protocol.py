@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List, Optional
 
+from openmm_distill.cpu_runtime import limit_threads
+
 HELP = "validate a student: NVE energy drift, throughput, accuracy vs teacher, NVT stability, full report"
 DESCRIPTION = """Run a validation protocol on a compiled student. Results go to an output folder
 as JSON, PNG figures and a Markdown summary (default runs/protocols/<student>/<protocol>).
@@ -208,25 +210,12 @@ def throughput_settings(args: argparse.Namespace):
                 teacher_steps=_get(args, "teacher_steps"), timestep_fs=_get(args, "timestep_fs"))
 
 
-def _apply_threads(n: Optional[int]) -> None:
-    """Limit torch and OpenMP threads. On a shared, busy machine, two OpenMP threads fighting other
-    processes for two cores made a 9-atom student ~100x slower than one thread did."""
-    if not n:
-        return
-    import os
-
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    torch.set_num_threads(int(n))
-
-
 def run(args: argparse.Namespace) -> int:
     from openmm_distill import protocols
     from openmm_distill.protocols import common
     from openmm_distill.protocols.throughput import FULL_SYSTEMS, QUICK_SYSTEMS
 
-    _apply_threads(args.threads)
+    limit_threads(args.threads)
     if args.split and args.max_systems is None and not args.full:
         args.max_systems = QUICK_SPLIT_LIMIT + len(common.split_list(args.systems))
     kw: Dict[str, Any] = dict(platform=args.platform, precision=args.precision, backend=args.backend,

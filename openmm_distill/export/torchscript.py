@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from openmm_distill.cpu_runtime import keep_freed_memory
 from openmm_distill.elements import symbols
 from openmm_distill.errors import IncompatibleFileError
 from openmm_distill.export.deployed import DeployedStudent
@@ -151,6 +152,7 @@ def load_compiled(path: str | os.PathLike, map_location: str = "cpu") -> Tuple[t
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"compiled student {str(path)!r} does not exist")
+    keep_freed_memory()  # whoever loads a student is about to call it many times
     extra = {METADATA_FILE: ""}
     try:
         module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
@@ -185,4 +187,5 @@ def module_to_bytes(module: torch.jit.ScriptModule) -> bytes:
 def module_from_bytes(data: bytes, map_location: str = "cpu") -> torch.jit.ScriptModule:
     import io
 
+    keep_freed_memory()
     return torch.jit.load(io.BytesIO(data), map_location=map_location)

@@ -18,16 +18,13 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, List, Optional, Sequence
 
+from openmm_distill.cpu_runtime import limit_threads
 from openmm_distill.errors import ConfigError
 from openmm_distill.protocols import common
 
 
 def _one_thread_per_worker() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.environ["OPENMM_CPU_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
+    limit_threads(1)
 
 
 def _check_jobs(jobs: Optional[int]) -> int:

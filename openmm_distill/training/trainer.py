@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from openmm_distill.cpu_runtime import keep_freed_memory
 from openmm_distill.errors import ConfigError, DistillError
 from openmm_distill.models import build_student, count_parameters, load_checkpoint, save_checkpoint
 from openmm_distill.training import datasets as ds
@@ -203,6 +204,7 @@ class Trainer:
         cfg = self.config
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
+        keep_freed_memory()  # batches allocate the same large edge tensors every step
         seed_everything(cfg.run.seed)
         d = cfg.data
         with ds.open_labelled(d.path) as labelled:

@@ -1,0 +1,78 @@
+"""Process settings for CPU speed: the allocator switch and the thread limit.
+
+The allocator setting is process-wide and one-way, so each case runs in a child process.
+"""
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import ctypes, sys
+from openmm_distill.cpu_runtime import keep_freed_memory
+first = keep_freed_memory()
+second = keep_freed_memory()
+# glibc's mallinfo2: after a 64 MB block is freed, a kept heap still holds it ('fordblks'),
+# while the default allocator would have unmapped it (mmap is used above 128 kB-32 MB).
+import torch
+x = torch.empty(16 * 2**20, dtype=torch.float32); x.fill_(1.0); del x
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+info = libc.mallinfo2()
+print(first, second, info.fordblks >= 64 * 2**20)
+"""
+
+
+def _probe(mode):
+    env = dict(os.environ)
+    if mode is None:
+        env.pop("OPENMM_DISTILL_MALLOC", None)
+    else:
+        env["OPENMM_DISTILL_MALLOC"] = mode
+    return subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env)
+
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+
+
+@glibc_only
+def test_keep_freed_memory_keeps_a_freed_large_block_in_the_heap():
+    out = _probe(None)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"]
+
+
+@glibc_only
+def test_system_allocator_is_left_alone_when_asked():
+    out = _probe("system")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_bad_allocator_choice_names_the_value_and_the_choices():
+    out = _probe("jemalloc")
+    assert out.returncode != 0
+    assert "OPENMM_DISTILL_MALLOC='jemalloc'" in out.stderr and "'keep'" in out.stderr and "'system'" in out.stderr
+
+
+def test_limit_threads_sets_torch_and_openmp(monkeypatch):
+    import torch
+
+    from openmm_distill.cpu_runtime import limit_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # monkeypatch restores both afterwards
+    monkeypatch.setenv("OPENMM_CPU_THREADS", "7")
+    try:
+        limit_threads(1)
+        assert torch.get_num_threads() == 1
+        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["OPENMM_CPU_THREADS"] == "1"
+        limit_threads(None)  # leaves everything as it was
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
