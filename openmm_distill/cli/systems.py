@@ -15,6 +15,9 @@ examples:
   openmm-distill systems --split test
   openmm-distill systems --write caffeine -o caffeine.sdf      (ETKDG + MMFF, explicit H)
   openmm-distill systems --water-box 1667 -o water_5k.pdb      (periodic, 1 g/cm^3)
+  openmm-distill systems --analogues 600 --split train -o analogues.csv
+      (600 new molecules made by small edits of the training molecules, none equal to a
+       validation or test molecule; label them with `openmm-distill label --input analogues.csv`)
 """
 
 
@@ -27,12 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write", metavar="NAME", help="write a 3D structure of this catalog molecule (.sdf or .pdb)")
     parser.add_argument("--water-box", type=int, metavar="N", help="write a periodic box of N waters (.pdb)")
     parser.add_argument("-o", "--output", type=Path, help="output file for --write / --water-box")
-    parser.add_argument("--seed", type=int, default=0, help="embedding / water-box seed (default 0)")
+    parser.add_argument("--analogues", type=int, metavar="N",
+                        help="write N analogues of the --split molecules (default train) as a name,smiles CSV; "
+                             "molecules of the other splits are never produced")
+    parser.add_argument("--max-atoms", type=int, default=40,
+                        help="largest analogue, hydrogens included (default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="embedding / water-box / analogue seed (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
     from openmm_distill import systems
 
+    if args.analogues is not None:
+        return _write_analogues(systems, args)
     if args.write or args.water_box:
         if args.output is None:
             raise ConfigError("--write and --water-box need --output PATH")
@@ -58,6 +68,28 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for entry in entries:
         print(f"{entry.name:36s} {entry.split:10s} {entry.category:16s} {entry.smiles}")
+    return 0
+
+
+def _write_analogues(systems, args: argparse.Namespace) -> int:
+    import csv
+
+    from openmm_distill.systems.analogues import make_analogues
+
+    if args.output is None:
+        raise ConfigError("--analogues needs --output PATH (.csv)")
+    _require_suffix(args.output, (".csv",))
+    split = args.split or "train"
+    parents = [(e.name, e.smiles) for e in systems.molecules(split)]
+    others = [e.smiles for e in systems.molecules() if e.split != split]
+    pairs = make_analogues(parents, args.analogues, exclude=others, seed=args.seed, max_atoms=args.max_atoms)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.output, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["name", "smiles"])
+        writer.writerows(pairs)
+    print(f"wrote {args.output}: {len(pairs)} analogues of the {len(parents)} {split} molecules "
+          f"(none equal to any of the {len(others)} molecules of the other splits)")
     return 0
 
 
