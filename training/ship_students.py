@@ -38,6 +38,27 @@ def _training_minutes(run_dir: Path) -> str:
     return f"{seconds / 60:.0f} minutes"
 
 
+def _training_data_line(cfg: dict) -> str:
+    """What the training file held, read from the file itself when it is here (molecules, structures, analogues)."""
+    path = Path(str(cfg.get("data", {}).get("path", "")))
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())
+    if not path.is_file():
+        return f"- Training file: `{path}` (not present here to describe).\n"
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["molecule_names"][()]]
+        n_structures = int(f.attrs["n_structures"])
+    analogues = sum("_analogue" in n for n in names)
+    line = f"- Training file `{path}`: {n_structures:,} structures of {len(names):,} molecules"
+    if analogues:
+        line += (f", of which {analogues} are analogues of the training molecules (`training/data/train_analogues.csv`, "
+                 "small RDKit edits, none equal to a validation or test molecule; sampled with "
+                 "`training/data/analogues_train.yaml`)")
+    return line + ".\n"
+
+
 def model_card(preset: str, meta: dict, report, history_rows: int, run_dir: Path, test_path: str) -> str:
     cfg = meta.get("training_config", {})
     t = report.as_dict()
@@ -64,7 +85,7 @@ PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with el
 - Geometries: `training/data/shipped_train.yaml` (ETKDG conformers, random and normal-mode
   displacements, GFN2-xTB-driven Langevin MD at 300/450/600 K); validation and test:
   `training/data/shipped_eval.yaml` (GFN2-xTB MD snapshots at 300, 450 and 600 K).
-- Training data hash: `{meta.get('training_data_hash')}`.
+{_training_data_line(cfg)}- Training data hash: `{meta.get('training_data_hash')}`.
 
 ## Recipe
 
@@ -96,7 +117,9 @@ def main(argv=None) -> int:
     parser.add_argument("--presets", default=",".join(preset_names()))
     args = parser.parse_args(argv)
     SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-    summary = {}
+    # Presets not shipped this time keep their entries.
+    metrics_file = SHIPPED_DIR / "test_metrics.json"
+    summary = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     for preset in args.presets.split(","):
         run = Path(args.runs) / preset
         student = run / "student.pt"
@@ -110,7 +133,7 @@ def main(argv=None) -> int:
         shutil.copyfile(student, SHIPPED_DIR / f"{preset}.pt")
         (SHIPPED_DIR / f"{preset}.md").write_text(model_card(preset, meta, report, rows, run, args.test))
         summary[preset] = report.as_dict()
-    (SHIPPED_DIR / "test_metrics.json").write_text(json.dumps(summary, indent=1, default=str))
+    metrics_file.write_text(json.dumps(dict(sorted(summary.items())), indent=1, default=str))
     return 0
 
 
