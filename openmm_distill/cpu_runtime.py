@@ -19,6 +19,8 @@ import os
 import platform
 from typing import Optional
 
+from openmm_distill.errors import ConfigError
+
 MALLOC_ENV_VAR = "OPENMM_DISTILL_MALLOC"
 # glibc's mallopt parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -37,10 +39,11 @@ def keep_freed_memory() -> bool:
     global _allocator_tuned
     if _allocator_tuned is not None:
         return _allocator_tuned
-    _allocator_tuned = False
     choice = os.environ.get(MALLOC_ENV_VAR, "keep").strip().lower()
     if choice not in ("keep", "system"):
-        raise ValueError(f"{MALLOC_ENV_VAR}={choice!r} is not one of 'keep' (default) or 'system'")
+        # Not cached: every later load reports the bad value again.
+        raise ConfigError(f"{MALLOC_ENV_VAR}={choice!r} is not one of 'keep' (default) or 'system'")
+    _allocator_tuned = False
     if choice == "system" or platform.libc_ver()[0] != "glibc":
         return False
     try:

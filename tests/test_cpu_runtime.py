@@ -76,3 +76,21 @@ def test_limit_threads_sets_torch_and_openmp(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_bad_allocator_choice_is_reported_on_every_load_not_only_the_first():
+    code = """
+from openmm_distill.cpu_runtime import keep_freed_memory
+from openmm_distill.errors import ConfigError
+raised = 0
+for _ in range(2):
+    try:
+        keep_freed_memory()
+    except ConfigError:
+        raised += 1
+print(raised)
+"""
+    env = dict(os.environ, OPENMM_DISTILL_MALLOC="jemalloc")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2"]
