@@ -161,7 +161,8 @@ def _collect(parents, n, taken, rng, max_atoms, allowed, max_tries_per_analogue)
                   and all(a.GetSymbol() in allowed for a in with_h.GetAtoms())
                   and Chem.GetFormalCharge(mol) == 0
                   and all(a.GetNumRadicalElectrons() == 0 for a in mol.GetAtoms()))
-        key = Chem.MolToSmiles(mol, isomericSmiles=False) if ok else None
+        # The same definition of "same molecule" as for the excluded ones (a round trip through SMILES).
+        key = canonical_key(Chem.MolToSmiles(mol)) if ok else None
         if not ok or key in taken:
             failures += 1
             if failures > max_tries_per_analogue * max(n, 1):
