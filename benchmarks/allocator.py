@@ -21,23 +21,17 @@ CHILD = r"""
 import json, resource, sys, time
 import torch
 from openmm_distill.cpu_runtime import keep_freed_memory
-from openmm_distill.export import compile_student, load_compiled
-from openmm_distill.models import build_student
-from openmm_distill.systems import structure_from_smiles, water_box
-preset, path, max_atoms, min_time = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+from openmm_distill.export import load_compiled
+path, max_atoms, min_time, bench_dir = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+sys.path.insert(0, bench_dir)
+from student_speed import systems  # the same four systems as the main benchmark
 torch.set_num_threads(1)
-systems = []
-for smi in ["CC(=O)Oc1ccccc1C(=O)O", "CC(=O)" + "NC(C)C(=O)" * 9 + "NC"]:
-    s = structure_from_smiles(smi, seed=1)
-    systems.append((s.atomic_numbers, s.positions * 0.1, None))
-for n_waters in (333, 1667):
-    w = water_box(n_waters=n_waters, seed=0)
-    systems.append((w.atomic_numbers, w.positions * 0.1, torch.tensor(w.box * 0.1, dtype=torch.float32)))
 module, _ = load_compiled(path)
 out = {"allocator_tuned": keep_freed_memory(), "sizes": []}
-for z, pos_nm, box in systems:
+for _, z, pos_nm, box_nm, _ in systems():
     if len(z) > max_atoms:
         continue
+    box = None if box_nm is None else torch.tensor(box_nm, dtype=torch.float32)
     module.set_atoms(torch.tensor(z), None)
     pos = torch.tensor(pos_nm, dtype=torch.float32)
     def call():
@@ -55,9 +49,10 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def run_child(mode: str, preset: str, path: Path, max_atoms: int, min_time: float) -> dict:
+def run_child(mode: str, path: Path, max_atoms: int, min_time: float) -> dict:
     env = dict(os.environ, OPENMM_DISTILL_MALLOC=mode, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", CHILD, preset, str(path), str(max_atoms), str(min_time)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(max_atoms), str(min_time),
+                           str(Path(__file__).resolve().parent)],
                           env=env, capture_output=True, text=True, check=True)
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
@@ -86,7 +81,7 @@ def main(argv=None) -> int:
         best = {}
         for _ in range(args.rounds):
             for mode in ("system", "keep"):
-                result = run_child(mode, args.preset, path, args.max_atoms, args.min_time)
+                result = run_child(mode, path, args.max_atoms, args.min_time)
                 for row in result["sizes"]:
                     key = (mode, row["atoms"])
                     if key not in best or row["call_ms"] < best[key]["call_ms"]:
