@@ -100,3 +100,33 @@ def test_compile_cli_and_info_cli(tmp_path, capsys):
     # Errors come back as a message and exit code 1, not a traceback.
     assert main(["info", str(tmp_path / "c.pt")]) == 1
     assert "not a TorchScript file" in capsys.readouterr().err
+
+
+def test_compile_cli_rebuilds_a_compiled_student_keeping_weights_and_metadata(tmp_path, capsys, aspirin):
+    """Students compiled by older code get the current deployed code, nothing else changes."""
+    from openmm_distill.cli import main
+
+    model = build_student("ultra-tiny")
+    randomise_readout(model)
+    old = tmp_path / "old.pt"
+    compile_student(model, old, dtype="float64", preset="ultra-tiny",
+                    metadata={"test_metrics": {"force_r2": 0.5}, "note": "kept"})
+    z, pos, _ = aspirin
+    e0, f0 = energy_forces(load_compiled(old)[0], z, pos)
+
+    assert main(["compile", str(old), "-o", str(tmp_path / "new.pt")]) == 0
+    module, meta = load_compiled(tmp_path / "new.pt")
+    e1, f1 = energy_forces(module, z, pos)
+    assert e1 == pytest.approx(e0, abs=1e-9) and np.allclose(f1, f0, atol=1e-8)
+    assert meta["note"] == "kept" and meta["test_metrics"] == {"force_r2": 0.5} and meta["dtype"] == "float64"
+    assert meta["rebuilt_from"]["path"] == str(old)
+
+    assert main(["compile", str(old), "-o", str(old)]) == 0  # in place: checked before it replaces the file
+    assert load_compiled(old)[1]["rebuilt_from"]["path"] == str(old)
+
+    assert main(["compile", str(old), "-o", str(tmp_path / "x.pt"), "--dtype", "float32"]) == 1
+    assert "compiled float64 student" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_text("not a model")
+    assert main(["compile", str(tmp_path / "junk.pt"), "-o", str(tmp_path / "x.pt")]) == 1
+    assert "nor is it a compiled student" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

@@ -132,6 +132,26 @@ def test_cell_list_finds_the_same_pairs_as_all_pairs(periodic, edge):
     assert len(a) > 1000 and a == c
 
 
+class _Search(torch.nn.Module):
+    def forward(self, pos: torch.Tensor, box: torch.Tensor):
+        return neighbor_list(pos, 5.0, box, None, 16)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_periodic_shifts_stay_out_of_the_autograd_graph(frozen):
+    """openmm-torch runs students through torch.jit.freeze, which drops detach(); shifts must still not depend
+    on the positions, or every MD step back-propagates zeros through all candidate pairs of the cell list."""
+    module = torch.jit.script(_Search()).eval()
+    if frozen:
+        module = torch.jit.freeze(module)
+    rng = np.random.default_rng(1)
+    box = torch.eye(3, dtype=torch.float64) * 16.0
+    pos = torch.tensor(rng.uniform(size=(200, 3)) * 16.0, requires_grad=True)
+    edge_index, shifts = module(pos, box)
+    assert edge_index.shape[1] > 0 and bool((shifts != 0).any())
+    assert not shifts.requires_grad
+
+
 def test_batched_pairs_stay_within_structures():
     pos = torch.zeros(6, 3, dtype=torch.float64)
     pos[:, 0] = torch.arange(6) * 0.5

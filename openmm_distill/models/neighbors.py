@@ -25,12 +25,19 @@ from torch import Tensor
 
 
 def minimum_image(displacement: Tensor, box: Tensor) -> Tensor:
-    """Shift that brings each displacement [E, 3] to its minimum image in a reduced-form box [3, 3] (rows = vectors)."""
+    """Shift that brings each displacement [E, 3] to its minimum image in a reduced-form box [3, 3] (rows = vectors).
+
+    The image counts go through an integer tensor so that the shift never depends on
+    the positions in autograd's eyes. ``detach()`` alone is not enough: openmm-torch
+    freezes the module (``torch::jit::freeze``), which drops ``detach`` calls, and the
+    backward pass then ran through every candidate pair of the cell list (~50 ms per
+    MD step at 1,000 atoms for the small students, for gradients that are zero).
+    """
     shift = torch.zeros_like(displacement)
     d = displacement
     # OpenMM's order for reduced triclinic boxes: c, then b, then a.
     for k in [2, 1, 0]:
-        n = torch.round(d[:, k] / box[k, k])
+        n = torch.round(d[:, k] / box[k, k]).to(torch.long).to(d.dtype)
         s = -n.unsqueeze(1) * box[k].unsqueeze(0)
         d = d + s
         shift = shift + s
