@@ -91,7 +91,7 @@ PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with el
 
 `training/{preset}.yaml` (`optim.epochs={cfg.get('optim', {}).get('epochs')}`,
 `optim.lr={cfg.get('optim', {}).get('lr')}`, `loss.energy_weight={cfg.get('loss', {}).get('energy_weight')}`),
-trained with `run.threads=1` on one core of the project's 2-core CPU in {_training_minutes(run_dir)}.
+trained with `run.threads={cfg.get('run', {}).get('threads')}` on the project's 2-core CPU in {_training_minutes(run_dir)}.
 Best epoch {meta.get('best_epoch')} of {history_rows}. Reproduce with the commands in
 `training/README.md` ("What was actually run for the shipped files").
 
