@@ -1,7 +1,7 @@
 """``openmm-distill compile``: training checkpoint (or an older compiled student) -> TorchScript file for OpenMM."""
 from __future__ import annotations
 
-HELP = "compile a student checkpoint to a TorchScript file for OpenMM"
+HELP = "compile a student checkpoint (or rebuild a compiled student) to a TorchScript file for OpenMM"
 DESCRIPTION = """Compile a training checkpoint into the file OpenMM loads.
 
 The compiled module takes positions in nm (and box vectors in nm when periodic)
@@ -13,7 +13,7 @@ Given a compiled student instead of a checkpoint, it rebuilds that student with 
 version's deployed code (neighbour search, unit handling), keeping its weights and
 metadata; the new file must give the old one's energies and forces. Do this for
 students compiled before 2026-11-22 (`openmm-distill info FILE` shows `created`):
-under TorchForce their periodic neighbour search cost up to ~20 % extra per MD step.
+under TorchForce their periodic neighbour search cost up to a third extra per MD step.
 
 examples:
   openmm-distill compile runs/tiny/best.pt -o tiny.pt
