@@ -106,8 +106,8 @@ def test_compile_cli_rebuilds_a_compiled_student_keeping_weights_and_metadata(tm
     """Students compiled by older code get the current deployed code, nothing else changes."""
     from openmm_distill.cli import main
 
-    model = build_student("ultra-tiny")
-    randomise_readout(model)
+    model = build_student("ultra-tiny").double()
+    randomise_readout(model)  # float64 weights that float32 cannot hold: a rebuild must not round them
     old = tmp_path / "old.pt"
     compile_student(model, old, dtype="float64", preset="ultra-tiny",
                     metadata={"test_metrics": {"force_r2": 0.5}, "note": "kept"})

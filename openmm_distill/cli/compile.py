@@ -51,15 +51,10 @@ def run(args) -> int:
 
 def _rebuild(args, not_a_checkpoint: Exception):
     """The input is not a checkpoint: rebuild it if it is a compiled student, else report both readings."""
-    from openmm_distill.errors import ConfigError, IncompatibleFileError
+    from openmm_distill.errors import IncompatibleFileError
     from openmm_distill.export.rebuild import rebuild_compiled
-    from openmm_distill.export.torchscript import read_metadata
 
     try:
-        dtype = read_metadata(args.checkpoint).get("dtype")
-    except IncompatibleFileError:
-        raise IncompatibleFileError(f"{not_a_checkpoint}; nor is it a compiled student") from None
-    if args.dtype is not None and args.dtype != dtype:
-        raise ConfigError(f"--dtype {args.dtype}: {args.checkpoint} is a compiled {dtype} student and is rebuilt "
-                          f"as {dtype}; compile its checkpoint to change the arithmetic")
-    return rebuild_compiled(args.checkpoint, args.output)
+        return rebuild_compiled(args.checkpoint, args.output, dtype=args.dtype)
+    except IncompatibleFileError as not_compiled:
+        raise IncompatibleFileError(f"{not_a_checkpoint}; nor is it a compiled student ({not_compiled})") from None

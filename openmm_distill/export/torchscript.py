@@ -50,18 +50,19 @@ def _energy_and_forces(module, z, pos_nm, box=None):
     return e.detach().double(), -g.detach().double()
 
 
-def verify_scripted(eager: nn.Module, scripted: torch.jit.ScriptModule, elements, dtype: torch.dtype) -> Dict[str, float]:
-    """Compare scripted and eager energies and forces on a probe structure (raises on mismatch)."""
+def verify_agreement(reference: nn.Module, candidate: nn.Module, elements, dtype: torch.dtype,
+                     what: str = "scripted module disagrees with eager") -> Dict[str, float]:
+    """Compare two deployed modules' energies and forces on a probe structure (raises ``what`` on mismatch)."""
     z, pos = _probe_structure(elements)
-    e0, f0 = _energy_and_forces(eager, z, pos)
-    e1, f1 = _energy_and_forces(scripted, z, pos)
+    e0, f0 = _energy_and_forces(reference, z, pos)
+    e1, f1 = _energy_and_forces(candidate, z, pos)
     rtol = 1e-5 if dtype == torch.float32 else 1e-10
     de = float(abs(e0 - e1))
     df = float((f0 - f1).abs().max())
     fscale = float(f0.abs().max()) + 1.0
     if de > rtol * (abs(float(e0)) + 1.0) or df > rtol * 10 * fscale:
         raise RuntimeError(
-            f"scripted module disagrees with eager: |dE| = {de:.3g} kJ/mol, max |dF| = {df:.3g} kJ/mol/nm; not writing"
+            f"{what}: |dE| = {de:.3g} kJ/mol, max |dF| = {df:.3g} kJ/mol/nm; not writing"
         )
     return {"energy_abs_diff_kj_per_mol": de, "force_max_abs_diff_kj_per_mol_nm": df}
 
@@ -122,7 +123,7 @@ def compile_student(
     for p in eager.parameters():
         p.requires_grad_(False)
     scripted = torch.jit.script(eager)
-    check = verify_scripted(eager, scripted, model.elements, _DTYPES[dtype])
+    check = verify_agreement(eager, scripted, model.elements, _DTYPES[dtype])
     meta = build_metadata(model, dtype, preset, metadata)
     meta["scripted_vs_eager"] = check
     # Ship the module unbound: set_atoms() is called per System.
