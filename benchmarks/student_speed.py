@@ -7,6 +7,10 @@ Prints, for each preset at ~20, ~100, ~1,000 and ~5,000 atoms:
 and the Orb-v2 architecture (random weights, the real teacher code path) per force
 call at 20 and 100 atoms, plus GFN2-xTB for reference. Writes JSON beside this file.
 
+Everything measured on one system is timed in alternating blocks (see
+``interleaved``), so the ratios printed at the end compare calls made in the
+same seconds, not minutes apart on a host whose speed drifts.
+
     python benchmarks/student_speed.py              # all presets and sizes (~5 min)
     python benchmarks/student_speed.py --quick      # fewer repetitions
 """
@@ -18,6 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Dict, List
 
 import numpy as np
 import torch
@@ -35,14 +40,32 @@ SMALL = ("aspirin", "CC(=O)Oc1ccccc1C(=O)O")  # 21 atoms
 MEDIUM = ("Ace-Ala9-Nme", "CC(=O)" + "NC(C)C(=O)" * 9 + "NC")  # 102 atoms
 
 
-def timed(fn, min_time: float, min_reps: int = 5) -> float:
-    """Median seconds per call over repeated timing blocks (after a warm-up)."""
-    for _ in range(3):
-        fn()
-    samples, start = [], time.perf_counter()
-    while len(samples) < min_reps or time.perf_counter() - start < min_time:
-        t = time.perf_counter(); fn(); samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
+def interleaved(fns: Dict[str, Callable[[], None]], min_time: float, min_blocks: int = 5,
+                block_time: float = 0.05) -> Dict[str, float]:
+    """Median seconds per call of each function, timed in alternating blocks.
+
+    The host's speed drifts over seconds (other tenants, frequency scaling), so
+    timing A, then B, then C in sequence can turn a 5 % difference into 2x.
+    Blocks of each function alternate instead (each block ~``block_time``
+    seconds), until every function has ``min_blocks`` blocks and ``min_time``
+    seconds of samples; ratios of the medians are then side by side.
+    """
+    reps = {}
+    for key, fn in fns.items():
+        for _ in range(3):  # warm-up: TorchScript's profiling executor specialises on the first calls
+            fn()
+        t = time.perf_counter(); fn(); once = time.perf_counter() - t
+        reps[key] = max(1, int(block_time / max(once, 1e-9)))
+    samples: Dict[str, List[float]] = {key: [] for key in fns}
+    spent = {key: 0.0 for key in fns}
+    while any(len(v) < min_blocks or spent[k] < min_time for k, v in samples.items()):
+        for key, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(reps[key]):
+                fn()
+            dt = time.perf_counter() - t
+            samples[key].append(dt / reps[key]); spent[key] += dt
+    return {key: statistics.median(v) for key, v in samples.items()}
 
 
 def systems():
@@ -56,7 +79,8 @@ def systems():
     return out
 
 
-def bench_student(path, z, pos_nm, box_nm, topology, min_time):
+def student_calls(path, z, pos_nm, box_nm, topology) -> Dict[str, Callable[[], None]]:
+    """Bare call, OpenMM force call and one MD step of a compiled student on one system."""
     module, _ = load_compiled(path)
     module.set_atoms(torch.tensor(z), None)
     pos_t = torch.tensor(pos_nm, dtype=torch.float32)
@@ -74,26 +98,25 @@ def bench_student(path, z, pos_nm, box_nm, topology, min_time):
     ctx.setPositions(pos_nm)
     ctx.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     jitter = np.random.default_rng(0).normal(scale=1e-4, size=pos_nm.shape)
+    integrator = ctx.getIntegrator()
 
     def force_call():
         ctx.setPositions(pos_nm + jitter)
         ctx.getState(getForces=True)
 
-    steps = 10
-    integrator = ctx.getIntegrator()
-    return {
-        "bare_call_ms": 1e3 * timed(bare, min_time),
-        "openmm_force_call_ms": 1e3 * timed(force_call, min_time),
-        "md_step_ms": 1e3 * timed(lambda: integrator.step(steps), min_time) / steps,
-    }
+    def md_step():
+        integrator.step(1)
+
+    md_step.context = ctx  # keep the Context alive as long as the closure
+    return {"bare_call_ms": bare, "openmm_force_call_ms": force_call, "md_step_ms": md_step}
 
 
-def bench_teacher(name, z, pos_nm, min_time, **options):
+def teacher_call(name, z, pos_nm, **options) -> Callable[[], None]:
     from openmm_distill.teachers import get_teacher
 
     teacher = get_teacher(name, **options)
     pos_a = pos_nm * 10.0
-    return 1e3 * timed(lambda: teacher.compute(z, pos_a), min_time, min_reps=3)
+    return lambda: teacher.compute(z, pos_a)
 
 
 def main(argv=None) -> int:
@@ -110,38 +133,52 @@ def main(argv=None) -> int:
                              "shared with other work, one thread per process is fastest and least noisy)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results") / "student_speed.json"))
     args = parser.parse_args(argv)
-    min_time = 0.5 if args.quick else 2.0
+    min_time = 0.5 if args.quick else 2.0  # seconds of samples per timed call
     torch.set_num_threads(args.threads)
     results = {"torch_threads": torch.get_num_threads(), "torch": torch.__version__, "openmm": openmm.__version__,
                "students": {}, "teachers": {}}
     structures = systems()
+    presets = args.presets.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for preset in args.presets.split(","):
+        paths = {}
+        for preset in presets:
             torch.manual_seed(0)
             model = build_student(preset)
-            path = tmp / f"{preset}.pt"
-            compile_student(model, path, preset=preset)
+            paths[preset] = tmp / f"{preset}.pt"
+            compile_student(model, paths[preset], preset=preset)
             results["students"][preset] = {"parameters": count_parameters(model), "systems": {}}
-            large = args.large_presets is None or preset in args.large_presets.split(",")
-            for name, z, pos, box, top in (structures if large else structures[:2]):
-                if args.max_atoms is not None and len(z) > args.max_atoms:
+        orb_ckpt = random_orb_v2_checkpoint(tmp / "orb_v2_random.ckpt")
+        for k, (name, z, pos, box, top) in enumerate(structures):
+            if args.max_atoms is not None and len(z) > args.max_atoms:
+                continue
+            # Everything measured on this system, timed in alternating blocks (side by side).
+            calls: Dict[str, Callable[[], None]] = {}
+            for preset in presets:
+                if k >= 2 and args.large_presets is not None and preset not in args.large_presets.split(","):
                     continue
-                r = bench_student(path, z, pos, box, top, min_time)
+                for what, fn in student_calls(paths[preset], z, pos, box, top).items():
+                    calls[f"{preset}|{what}"] = fn
+            if k < 2:
+                calls["teacher|orb_v2_ms"] = teacher_call("orb-v2", z, pos, weights_path=str(orb_ckpt))
+                calls["teacher|gfn2_xtb_ms"] = teacher_call("gfn2-xtb", z, pos)
+            timings = interleaved(calls, min_time)
+            for preset in presets:
+                r = {what: 1e3 * timings[f"{preset}|{what}"] for what in ("bare_call_ms", "openmm_force_call_ms", "md_step_ms")
+                     if f"{preset}|{what}" in timings}
+                if not r:
+                    continue
                 r["atoms"] = int(len(z))
                 results["students"][preset]["systems"][name] = r
                 print(f"{preset:>10} {name:>14} {len(z):>6} atoms  bare {r['bare_call_ms']:8.2f} ms  "
                       f"OpenMM force {r['openmm_force_call_ms']:8.2f} ms  MD step {r['md_step_ms']:8.2f} ms", flush=True)
-        orb_ckpt = random_orb_v2_checkpoint(tmp / "orb_v2_random.ckpt")
-        for name, z, pos, box, top in structures[:2]:
-            results["teachers"][name] = {
-                "atoms": int(len(z)),
-                "orb_v2_ms": bench_teacher("orb-v2", z, pos, min_time, weights_path=str(orb_ckpt)),
-                "gfn2_xtb_ms": bench_teacher("gfn2-xtb", z, pos, min_time),
-            }
-            t = results["teachers"][name]
-            print(f"{'teachers':>10} {name:>14} {len(z):>6} atoms  Orb-v2 {t['orb_v2_ms']:8.1f} ms  "
-                  f"GFN2-xTB {t['gfn2_xtb_ms']:8.1f} ms", flush=True)
+            if k < 2:
+                results["teachers"][name] = {"atoms": int(len(z)),
+                                             "orb_v2_ms": 1e3 * timings["teacher|orb_v2_ms"],
+                                             "gfn2_xtb_ms": 1e3 * timings["teacher|gfn2_xtb_ms"]}
+                t = results["teachers"][name]
+                print(f"{'teachers':>10} {name:>14} {len(z):>6} atoms  Orb-v2 {t['orb_v2_ms']:8.1f} ms  "
+                      f"GFN2-xTB {t['gfn2_xtb_ms']:8.1f} ms", flush=True)
 
     print("\nSummary (targets from issue #2)")
     for preset, data in results["students"].items():
