@@ -301,6 +301,39 @@ def test_sampling_is_deterministic_with_explicit_hydrogens_and_provenance():
         sample_molecule("bad", "C1CC", config)
 
 
+def test_one_three_pairs_and_close_contact_geometry():
+    from openmm_distill.data.displacements import close_contact_displacement, one_three_pairs
+
+    # Propane-like chain 0-1-2-3 plus a branch 1-4: 1-3 pairs share a neighbour, bonded pairs are excluded.
+    pairs = one_three_pairs([(0, 1), (1, 2), (2, 3), (1, 4)])
+    assert pairs.tolist() == [[0, 2], [0, 4], [1, 3], [2, 4]]
+    assert one_three_pairs([(0, 1)]).shape == (0, 2)
+    x = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [2.0, 0.0, 0.0]])
+    y = close_contact_displacement(x, (0, 2), 0.6, np.random.default_rng(0), sigma=0.0)
+    assert np.linalg.norm(y[2] - y[0]) == pytest.approx(1.2)  # 0.6 x 2.0 Angstrom
+    np.testing.assert_allclose(0.5 * (y[0] + y[2]), 0.5 * (x[0] + x[2]))  # moved symmetrically
+    np.testing.assert_array_equal(y[1], x[1])
+
+
+def test_contact_samples_push_a_hydrogen_pair_together():
+    config = SamplingConfig(n_conformers=1, include_conformers=True, random_samples=0, normal_mode_samples=0,
+                            contact_samples=4, contact_scale=(0.7, 0.8), md_temperatures_K=[], seed=3)
+    result = sample_molecule("methylamine", "CN", config)
+    start = result.geometries[0].positions
+    contacts = [g for g in result.geometries if g.provenance["method"] == "contact"]
+    assert [g.key for g in contacts] == [f"methylamine/c0/contact/{k}" for k in range(4)]
+    assert config.geometries_per_molecule() == 5
+    for g in contacts:
+        i, j = g.provenance["pair"]
+        assert 1 in (g.atomic_numbers[i], g.atomic_numbers[j])  # only pairs with a hydrogen
+        ratio = np.linalg.norm(g.positions[i] - g.positions[j]) / np.linalg.norm(start[i] - start[j])
+        assert 0.65 < ratio < 0.85 and ratio == pytest.approx(g.provenance["scale"], abs=0.05)
+    with pytest.raises(ConfigError, match="contact_scale"):
+        SamplingConfig(contact_scale=(0.9, 0.5))
+    with pytest.raises(ConfigError, match="contact_scale"):
+        SamplingConfig(contact_scale=(0.5, 1.5))
+
+
 def test_md_sampling_with_teacher_reuses_labels():
     from openmm_distill.teachers import get_teacher
 

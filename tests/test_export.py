@@ -130,3 +130,17 @@ def test_compile_cli_rebuilds_a_compiled_student_keeping_weights_and_metadata(tm
     assert main(["compile", str(tmp_path / "junk.pt"), "-o", str(tmp_path / "x.pt")]) == 1
     assert "nor is it a compiled student" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_casting_to_float32_keeps_the_float64_energy_buffers_exact():
+    from openmm_distill.export.deployed import cast_model
+
+    model = build_student("ultra-tiny", elements=[1, 6, 8])
+    reference = torch.tensor([-13.6056980659, -1029.8602131, -2040.7891235], dtype=torch.float64)
+    model.atomic_reference_energy.copy_(reference)
+    model.energy_shift.fill_(-0.123456789012345)
+    cast = cast_model(model, torch.float32)
+    assert cast.embedding.weight.dtype == torch.float32
+    # Not rounded through float32 on the way (float32 keeps ~7 digits of -2040.789...).
+    assert torch.equal(cast.atomic_reference_energy, reference)
+    assert float(cast.energy_shift) == -0.123456789012345

@@ -109,12 +109,14 @@ def test_overrides_are_parsed_as_yaml_and_round_trip(tmp_path):
     assert again == cfg
 
 
-@pytest.mark.parametrize("name", PRESET_RECIPES + ["smoke"])
+@pytest.mark.parametrize("name", PRESET_RECIPES + ["smoke", "original_explored"])
 def test_shipped_recipes_are_valid(name):
     cfg = load_config(RECIPES / f"{name}.yaml")
     if name != "smoke":
-        assert cfg.model.preset == name
+        assert cfg.model.preset == name.split("_")[0]
     assert cfg.data.path
+    if name == "original_explored":  # the fine-tuning round starts from the original recipe's output
+        assert Path(cfg.model.init_from) == Path(load_config(RECIPES / "original.yaml").run.output_dir) / "best.pt"
 
 
 @pytest.mark.parametrize("name", PRESET_RECIPES)
@@ -485,3 +487,41 @@ def test_evaluate_accepts_a_shipped_student_name(dataset):
     report = evaluate_compiled("ultra-tiny", dataset)
     assert report.preset == "ultra-tiny" and report.n_structures > 0
     assert 0.0 < report.metrics["force_mae"] < 1.0
+
+
+def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_energy_model(trained, dataset, tmp_path):
+    from openmm_distill.models import load_checkpoint
+    from openmm_distill.training import Trainer
+
+    _, result = trained
+    source, _ = load_checkpoint(result.best_checkpoint)
+    # A learning rate of ~0: the fine-tuned student must still be the source student. Training from
+    # scratch (what an ignored init_from would do) gives random weights and a refitted energy model.
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        dataset, tmp_path / "tuned", "optim.epochs=1", "optim.lr=1.0e-12", "optim.warmup_epochs=0",
+        "run.compile=false", f"model.init_from={result.best_checkpoint}"))
+    tuned = Trainer(cfg).fit()
+    model, payload = load_checkpoint(tuned.best_checkpoint)
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    for name in ("atomic_reference_energy", "energy_scale", "energy_shift"):
+        # Equal to rounding: the EMA averages the buffers too (x d + x (1 - d) need not be x exactly).
+        torch.testing.assert_close(getattr(model, name), getattr(source, name), rtol=1e-12, atol=0, msg=name)
+        assert getattr(model, name).dtype == torch.float64
+    assert payload["extra"]["config"]["model"]["init_from"] == str(result.best_checkpoint)
+    assert tuned.best_metrics["force_mae"] == pytest.approx(result.best_metrics["force_mae"], rel=1e-4)
+
+
+def test_fine_tuning_refuses_architecture_overrides_and_new_elements(trained, dataset, tmp_path):
+    from openmm_distill.training import Trainer
+
+    _, result = trained
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        dataset, tmp_path / "a", "model.hidden=16", f"model.init_from={result.best_checkpoint}"))
+    with pytest.raises(ConfigError, match="model.hidden"):
+        Trainer(cfg).fit()
+    nitrogen = label_small_dataset(tmp_path / "nh3.h5", [("ammonia", "N"), ("water", "O")], 1, 9)
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        nitrogen, tmp_path / "b", f"model.init_from={result.best_checkpoint}"))
+    with pytest.raises(ConfigError, match=r"atomic numbers \[7\]"):
+        Trainer(cfg).fit()

@@ -1,6 +1,7 @@
 """Copy trained students into the package with a model card each, after evaluating them on the test split.
 
     python training/ship_students.py --runs runs/shipped --test data/shipped_test.h5
+    python training/ship_students.py --runs runs/v5 --presets original --recipe original=training/original_explored.yaml
 
 For each preset with ``<runs>/<preset>/student.pt`` (or only ``best.pt``, which is then
 compiled here), this evaluates the compiled student on the test molecules (never seen
@@ -59,7 +60,29 @@ def _training_data_line(cfg: dict) -> str:
     return line + ".\n"
 
 
-def model_card(preset: str, meta: dict, report, history_rows: int, run_dir: Path, test_path: str) -> str:
+def _relative(path: str) -> Path:
+    p = Path(path)
+    return p.relative_to(Path.cwd()) if p.is_absolute() and p.is_relative_to(Path.cwd()) else p
+
+
+def _recipe_section(preset: str, cfg: dict, meta: dict, history_rows, run_dir: Path, recipe: str) -> str:
+    optim = cfg.get("optim", {})
+    text = (f"`{recipe}` (`optim.epochs={optim.get('epochs')}`, `optim.lr={optim.get('lr')}`, "
+            f"`loss.energy_weight={cfg.get('loss', {}).get('energy_weight')}`), "
+            f"trained with `run.threads={cfg.get('run', {}).get('threads')}` on the project's 2-core CPU in "
+            f"{_training_minutes(run_dir)}. Best epoch {meta.get('best_epoch')} of {history_rows}.")
+    init_from = cfg.get("model", {}).get("init_from")
+    if init_from:
+        base = Path(init_from).parent
+        text += (f" This was a fine-tuning round (`model.init_from`): it started from `{_relative(init_from)}`, the "
+                 f"student of `training/{preset}.yaml` (trained in {_training_minutes(base)}), and added geometries "
+                 "from that student's own hot MD on training molecules, labelled by the teacher "
+                 "(`openmm-distill explore`; the recipe's header has the commands).")
+    return text + "\nReproduce with the commands in `training/README.md` (\"What was actually run for the shipped files\")."
+
+
+def model_card(preset: str, meta: dict, report, history_rows: int, run_dir: Path, test_path: str,
+               recipe: str = "") -> str:
     cfg = meta.get("training_config", {})
     t = report.as_dict()
     rows = "\n".join(
@@ -89,11 +112,7 @@ PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with el
 
 ## Recipe
 
-`training/{preset}.yaml` (`optim.epochs={cfg.get('optim', {}).get('epochs')}`,
-`optim.lr={cfg.get('optim', {}).get('lr')}`, `loss.energy_weight={cfg.get('loss', {}).get('energy_weight')}`),
-trained with `run.threads={cfg.get('run', {}).get('threads')}` on the project's 2-core CPU in {_training_minutes(run_dir)}.
-Best epoch {meta.get('best_epoch')} of {history_rows}. Reproduce with the commands in
-`training/README.md` ("What was actually run for the shipped files").
+{_recipe_section(preset, cfg, meta, history_rows, run_dir, recipe or f"training/{preset}.yaml")}
 
 ## Accuracy on the test split ({t['n_structures']} structures, {len(t['molecules'])} molecules, `{Path(test_path).name}`)
 
@@ -115,11 +134,14 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default="runs/shipped", help="folder with one training run per preset")
     parser.add_argument("--test", default="data/shipped_test.h5", help="labelled test-split dataset")
     parser.add_argument("--presets", default=",".join(preset_names()))
+    parser.add_argument("--recipe", action="append", default=[], metavar="PRESET=YAML",
+                        help="the recipe a preset's run used, for its model card (default training/PRESET.yaml)")
     args = parser.parse_args(argv)
     SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
     # Presets not shipped this time keep their entries.
     metrics_file = SHIPPED_DIR / "test_metrics.json"
     summary = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    recipes = dict(item.split("=", 1) for item in args.recipe)
     for preset in args.presets.split(","):
         run = Path(args.runs) / preset
         student = run / "student.pt"
@@ -131,7 +153,8 @@ def main(argv=None) -> int:
         meta = read_metadata(student)
         rows = sum(1 for _ in open(run / "metrics.csv")) - 1 if (run / "metrics.csv").is_file() else "?"
         shutil.copyfile(student, SHIPPED_DIR / f"{preset}.pt")
-        (SHIPPED_DIR / f"{preset}.md").write_text(model_card(preset, meta, report, rows, run, args.test))
+        (SHIPPED_DIR / f"{preset}.md").write_text(model_card(preset, meta, report, rows, run, args.test,
+                                                                 recipes.get(preset, "")))
         summary[preset] = report.as_dict()
     metrics_file.write_text(json.dumps(dict(sorted(summary.items())), indent=1, default=str))
     return 0

@@ -23,6 +23,7 @@ COMMANDS: Dict[str, str] = {
     "info": "info",
     "systems": "systems",
     "label": "label",
+    "explore": "explore",
     "dataset": "dataset",
     "train": "train",
     "evaluate": "evaluate",

@@ -11,7 +11,7 @@ from openmm_distill.errors import ConfigError
 
 HELP = "sample geometries of molecules and label them with a teacher into an HDF5 dataset"
 DESCRIPTION = """Sample geometries of molecules (RDKit conformers with explicit hydrogens,
-random and normal-mode displacements, teacher-driven Langevin MD) and label
+random, normal-mode and close-contact displacements, teacher-driven Langevin MD) and label
 them with a teacher (energies in eV, forces in eV/Angstrom) into an HDF5 dataset.
 
 Molecules come from any mix of: a SMILES file (--input: a CSV with columns
@@ -40,6 +40,8 @@ _SAMPLING_FLAGS = {
     "normal_mode_samples": "normal_mode_samples",
     "normal_mode_temperature": "normal_mode_temperature_K",
     "normal_mode_hessian": "normal_mode_hessian",
+    "contact_samples": "contact_samples",
+    "contact_scale": "contact_scale",
     "md_temperatures": "md_temperatures_K",
     "md_conformers": "md_conformers",
     "md_driver": "md_driver",
@@ -51,9 +53,8 @@ _SAMPLING_FLAGS = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from openmm_distill.teachers.registry import DEFAULT_TEACHER, available_teachers
-
+def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--input/--smiles/--molecules/--split/--limit``, read back by :func:`collect_molecules`."""
     src = parser.add_argument_group("molecules")
     src.add_argument("--input", action="append", default=[], metavar="FILE",
                      help="CSV with columns name,smiles, or .smi/.txt with 'SMILES [name]' per line (repeatable)")
@@ -62,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--split", choices=("train", "validation", "test"), help="all catalog molecules of a split")
     src.add_argument("--limit", type=int, metavar="N", help="only the first N molecules (quick runs)")
 
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the labelled dataset goes (``-o``, ``--overwrite``, ``--no-resume``, ``--compression``)."""
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--output", required=True, help="dataset file to write (.h5)")
     out.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -69,12 +73,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="start over instead of resuming OUTPUT.partial (resume is the default)")
     out.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip", help="HDF5 compression (default gzip)")
 
+
+def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--teacher`` and ``--teacher-option``, read back by :func:`teacher_options_from_args`."""
+    from openmm_distill.teachers.registry import DEFAULT_TEACHER, available_teachers
+
     tea = parser.add_argument_group("teacher")
     tea.add_argument("--teacher", default=DEFAULT_TEACHER, choices=available_teachers(),
                      help=f"teacher (default {DEFAULT_TEACHER})")
     tea.add_argument("--teacher-option", action="append", default=[], metavar="KEY=VALUE",
                      help="teacher option, value parsed as YAML (e.g. accuracy=0.1, weights_path=orb.ckpt, "
                           "calculator=ase.calculators.emt:EMT) (repeatable)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_molecule_arguments(parser)
+    add_output_arguments(parser)
+    add_teacher_arguments(parser)
 
     sam = parser.add_argument_group("sampling (defaults: openmm_distill.data.SamplingConfig)")
     sam.add_argument("--sampling-config", metavar="YAML", help="sampling options from a YAML file; flags below override it")
@@ -84,6 +99,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sam.add_argument("--normal-mode-samples", type=int, help="normal-mode displacements per conformer (default 2)")
     sam.add_argument("--normal-mode-temperature", type=float, help="their temperature, K (default 500)")
     sam.add_argument("--normal-mode-hessian", choices=("mmff", "teacher"), help="Hessian for the modes (default mmff)")
+    sam.add_argument("--contact-samples", type=int,
+                     help="close contacts per conformer: two atoms bonded to a common neighbour pushed together "
+                          "(default 0)")
+    sam.add_argument("--contact-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                     help="their new distance as a fraction of the old, drawn from [LOW, HIGH] (default 0.6 0.9)")
     sam.add_argument("--md-temperatures", type=float, nargs="+", metavar="K", help="Langevin MD temperatures (default 300 500 800)")
     sam.add_argument("--md-conformers", type=int, help="conformers MD starts from (default 1)")
     sam.add_argument("--md-driver", choices=("teacher", "mmff"),
@@ -128,6 +148,10 @@ def read_smiles_file(path: str) -> List[Tuple[str, str]]:
             parts = line.split()
             pairs.append((parts[1] if len(parts) > 1 else f"{stem}_{k}", parts[0]))
     return pairs
+
+
+def teacher_options_from_args(args: argparse.Namespace) -> Dict[str, Any]:
+    return _parse_key_values(args.teacher_option, "--teacher-option")
 
 
 def _parse_key_values(values: List[str], what: str) -> Dict[str, Any]:
@@ -191,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
 
     molecules = collect_molecules(args)
     sampling = sampling_from_args(args)
-    teacher_options = _parse_key_values(args.teacher_option, "--teacher-option")
+    teacher_options = teacher_options_from_args(args)
     shard = parse_shard(args.shard)
     output = shard_output(args.output, shard) if shard else args.output
     print(

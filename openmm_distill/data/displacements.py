@@ -9,6 +9,12 @@ Two kinds:
   temperature, so soft modes (torsions, bends) move a lot and stiff bonds a
   little, as in a thermal ensemble.
 
+* close contacts: two atoms bonded to a common neighbour (a 1-3 pair, e.g. the
+  two hydrogens of an NH2 or CH2 group) pushed towards each other. Thermal
+  sampling almost never brings them this close, so a student learns no wall
+  there, and in long hot MD two such hydrogens can collapse onto each other
+  (what broke the amine groups of the shipped ``original`` at 500-800 K).
+
 Units: positions Angstrom, Hessian eV/Angstrom^2, masses Dalton, temperature K.
 """
 from __future__ import annotations
@@ -39,6 +45,45 @@ def random_displacement(positions: np.ndarray, sigma: float, rng: np.random.Gene
     numpy.ndarray, shape (N, 3), Angstrom
     """
     return positions + rng.normal(0.0, sigma, size=positions.shape)
+
+
+def one_three_pairs(bonds) -> np.ndarray:
+    """Atom pairs (i < j) bonded to a common neighbour, shape (M, 2), from bonds (K, 2)."""
+    neighbours: dict = {}
+    for a, b in np.asarray(bonds, dtype=np.int64).reshape(-1, 2):
+        neighbours.setdefault(int(a), set()).add(int(b))
+        neighbours.setdefault(int(b), set()).add(int(a))
+    pairs = set()
+    for centre, ns in neighbours.items():
+        ns = sorted(ns)
+        for x in range(len(ns)):
+            for y in range(x + 1, len(ns)):
+                pairs.add((ns[x], ns[y]))
+    bonded = {tuple(sorted((int(a), int(b)))) for a, b in np.asarray(bonds, dtype=np.int64).reshape(-1, 2)}
+    return np.array(sorted(pairs - bonded), dtype=np.int64).reshape(-1, 2)
+
+
+def close_contact_displacement(positions: np.ndarray, pair, scale: float, rng: np.random.Generator,
+                               sigma: float = 0.01) -> np.ndarray:
+    """Move the two atoms of ``pair`` symmetrically along their axis to ``scale`` times their distance.
+
+    Parameters
+    ----------
+    positions : numpy.ndarray, shape (N, 3), Angstrom
+    pair : (int, int)
+    scale : float
+        New distance / old distance (0 < scale; < 1 pushes them together).
+    rng : numpy.random.Generator
+        For a small Gaussian jitter of every atom (``sigma`` Angstrom), so repeated
+        contacts of the same pair are not collinear copies.
+    """
+    i, j = int(pair[0]), int(pair[1])
+    x = np.array(positions, dtype=np.float64, copy=True)
+    d = x[j] - x[i]
+    shift = 0.5 * (1.0 - scale) * d
+    x[i] += shift
+    x[j] -= shift
+    return x + rng.normal(0.0, sigma, size=x.shape)
 
 
 def atomic_masses(atomic_numbers: np.ndarray) -> np.ndarray:

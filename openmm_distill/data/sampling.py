@@ -7,6 +7,10 @@ For each molecule (SMILES), :func:`sample_molecule` makes, per ETKDG conformer
 * ``random_samples`` random Gaussian displacements (``random_sigma`` Angstrom);
 * ``normal_mode_samples`` Boltzmann normal-mode displacements at
   ``normal_mode_temperature_K``;
+* ``contact_samples`` close contacts: a random 1-3 pair with a hydrogen (two
+  atoms bonded to a common neighbour, e.g. the hydrogens of an NH2 group)
+  pushed together to ``contact_scale`` (a random factor in that range) of its
+  distance, where thermal sampling never goes;
 * for the first ``md_conformers`` conformers, ``md_snapshots`` frames of
   Langevin MD at each of ``md_temperatures_K``, driven by the teacher
   (default) or by MMFF94 (``md_driver="mmff"``, see :mod:`.md_sampling`).
@@ -38,9 +42,11 @@ import numpy as np
 
 from openmm_distill.data.conformers import embed_conformers, mmff_hessian
 from openmm_distill.data.displacements import (
+    close_contact_displacement,
     is_linear,
     normal_mode_displacement,
     normal_modes,
+    one_three_pairs,
     random_displacement,
     teacher_hessian,
 )
@@ -50,7 +56,7 @@ from openmm_distill.errors import ConfigError, TeacherError
 
 HESSIAN_SOURCES = ("mmff", "teacher")
 MD_DRIVERS = ("teacher", "mmff")
-_METHOD_CODES = {"conformer": 0, "random": 1, "normal_mode": 2, "md": 3}
+_METHOD_CODES = {"conformer": 0, "random": 1, "normal_mode": 2, "md": 3, "contact": 4}
 
 
 def _check_int(name: str, value: Any, minimum: int, maximum: Optional[int] = None) -> int:
@@ -101,6 +107,10 @@ class SamplingConfig:
         ``"mmff"`` (default) or ``"teacher"``; see the module docstring.
     normal_mode_max_displacement : float
         Cap on any atom's displacement, Angstrom (0, 2].
+    contact_samples : int
+        Close-contact geometries per conformer (default 0).
+    contact_scale : tuple of float
+        Range of the factor applied to the pair's distance, each in (0, 1].
     md_temperatures_K : tuple of float
         Langevin MD temperatures, Kelvin (each in (0, 5000]).
     md_driver : str
@@ -131,6 +141,8 @@ class SamplingConfig:
     normal_mode_temperature_K: float = 500.0
     normal_mode_hessian: str = "mmff"
     normal_mode_max_displacement: float = 0.5
+    contact_samples: int = 0
+    contact_scale: Tuple[float, float] = (0.6, 0.9)
     md_temperatures_K: Tuple[float, ...] = (300.0, 500.0, 800.0)
     md_driver: str = "teacher"
     md_conformers: int = 1
@@ -148,7 +160,8 @@ class SamplingConfig:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"sampling.{name} must be true or false, got {getattr(self, name)!r}")
             set_(name, bool(getattr(self, name)))
-        for name in ("random_samples", "normal_mode_samples", "md_conformers", "md_snapshots", "md_equilibration_steps"):
+        for name in ("random_samples", "normal_mode_samples", "contact_samples", "md_conformers", "md_snapshots",
+                     "md_equilibration_steps"):
             set_(name, _check_int(name, getattr(self, name), 0))
         set_("md_interval_steps", _check_int("md_interval_steps", self.md_interval_steps, 1))
         set_("seed", _check_int("seed", self.seed, 0))
@@ -167,14 +180,23 @@ class SamplingConfig:
             )
         if self.md_driver not in MD_DRIVERS:
             raise ConfigError(f"sampling.md_driver={self.md_driver!r} is not supported; allowed: {', '.join(MD_DRIVERS)}")
+        scale = self.contact_scale
+        if not isinstance(scale, (list, tuple)) or len(scale) != 2:
+            raise ConfigError(f"sampling.contact_scale must be two numbers [low, high], got {scale!r}")
+        low, high = (_check_float("contact_scale", v, 0.0, 1.0) for v in scale)
+        if low > high:
+            raise ConfigError(f"sampling.contact_scale={list(scale)!r}: low must not exceed high")
+        set_("contact_scale", (low, high))
         temps = self.md_temperatures_K
         if isinstance(temps, (int, float)):
             temps = (temps,)
         if not isinstance(temps, (list, tuple)):
             raise ConfigError(f"sampling.md_temperatures_K must be a list of temperatures, got {temps!r}")
         set_("md_temperatures_K", tuple(_check_float("md_temperatures_K", t, 0.0, 5000.0) for t in temps))
-        if not (self.include_conformers or self.random_samples or self.normal_mode_samples or self.md_samples_per_run):
-            raise ConfigError("sampling produces no geometries: enable conformers, random, normal-mode or MD samples")
+        if not (self.include_conformers or self.random_samples or self.normal_mode_samples or self.contact_samples
+                or self.md_samples_per_run):
+            raise ConfigError("sampling produces no geometries: enable conformers, random, normal-mode, contact or "
+                              "MD samples")
 
     @property
     def md_samples_per_run(self) -> int:
@@ -189,13 +211,14 @@ class SamplingConfig:
 
     def geometries_per_molecule(self) -> int:
         """Upper bound on geometries per molecule (fewer if conformers are pruned)."""
-        per_conf = int(self.include_conformers) + self.random_samples + self.normal_mode_samples
+        per_conf = int(self.include_conformers) + self.random_samples + self.normal_mode_samples + self.contact_samples
         md = min(self.md_conformers, self.n_conformers) * len(self.md_temperatures_K) * self.md_snapshots
         return self.n_conformers * per_conf + md
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d["md_temperatures_K"] = list(self.md_temperatures_K)
+        d["contact_scale"] = list(self.contact_scale)
         return d
 
     @classmethod
@@ -280,7 +303,7 @@ def sample_molecule(
     -------
     SamplingResult
         Geometries (positions in Angstrom) with keys ``<name>/c<j>/conformer``,
-        ``<name>/c<j>/random/<k>``, ``<name>/c<j>/normal_mode/<k>``,
+        ``<name>/c<j>/random/<k>``, ``<name>/c<j>/normal_mode/<k>``, ``<name>/c<j>/contact/<k>``,
         ``<name>/c<j>/md/<T>K/<k>``. MD geometries carry their teacher label.
         Teacher failures during MD or a teacher Hessian are returned as
         failures, not raised.
@@ -331,6 +354,8 @@ def sample_molecule(
                 )
         if config.normal_mode_samples:
             _normal_mode_samples(result, add, name, j, cid, x0, conf, config, teacher)
+        if config.contact_samples:
+            _contact_samples(add, name, j, x0, conf, config)
         if j < config.md_conformers and config.md_samples_per_run:
             driver, calculator = config.md_driver, None
             if driver == "mmff":
@@ -380,6 +405,24 @@ def sample_molecule(
                         forces=frame.forces,
                     )
     return result
+
+
+def _contact_samples(add, name, j, x0, conf, config) -> None:
+    pairs = one_three_pairs([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in conf.mol.GetBonds()])
+    # Pairs with a hydrogen only: light atoms are what hot MD pushes together; compressing a
+    # heavy-atom angle this far costs tens of eV (forces ~100 eV/A), far beyond any dynamics.
+    if len(pairs):
+        pairs = pairs[(conf.atomic_numbers[pairs] == 1).any(axis=1)]
+    if not len(pairs):
+        return  # no 1-3 pair with a hydrogen
+    rng = _rng(config, name, j, "contact")
+    low, high = config.contact_scale
+    for k in range(config.contact_samples):
+        pair = pairs[rng.integers(len(pairs))]
+        scale = float(rng.uniform(low, high))
+        add(f"c{j}/contact/{k}", close_contact_displacement(x0, pair, scale, rng),
+            {"method": "contact", "conformer": j, "sample": k, "pair": [int(pair[0]), int(pair[1])],
+             "scale": round(scale, 6)})
 
 
 def _normal_mode_samples(result, add, name, j, cid, x0, conf, config, teacher) -> None:

@@ -22,9 +22,11 @@ _FLOAT64_BUFFERS = ("atomic_reference_energy", "energy_scale", "energy_shift")
 
 def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Cast parameters and floating buffers to ``dtype``, keeping the energy buffers float64."""
+    # Keep the originals: casting them to float32 and back would round the reference energies.
+    kept = {name: getattr(model, name).detach().clone().to(torch.float64) for name in _FLOAT64_BUFFERS}
     model = model.to(dtype)
-    for name in _FLOAT64_BUFFERS:
-        setattr(model, name, getattr(model, name).to(torch.float64))
+    for name, value in kept.items():
+        setattr(model, name, value)
     return model
 
 

@@ -55,6 +55,14 @@ class ModelConfig:
         and number of radial basis functions.
     cutoff : float, optional
         Override the preset's radial cutoff, Angstrom.
+    init_from : str, optional
+        Fine-tune: start from the weights of this checkpoint (a ``best.pt`` or
+        ``last.pt``) instead of random ones. The student keeps the
+        checkpoint's architecture, elements and energy model (reference
+        energies, scale, shift: refitting them would shift every prediction);
+        ``preset`` is only a label then, and the overrides above must be null.
+        The optimiser, schedule and EMA start fresh, so pick a smaller
+        ``optim.lr`` and fewer epochs than for training from scratch.
     """
 
     preset: str = "original"
@@ -63,6 +71,7 @@ class ModelConfig:
     n_interactions: Optional[int] = None
     cutoff: Optional[float] = None
     n_rbf: Optional[int] = None
+    init_from: Optional[str] = None
 
 
 @dataclass
@@ -571,12 +580,13 @@ def load_config(path: Optional[PathLike] = None, overrides: Sequence[str] = ()) 
 
 
 def resolve_paths(cfg: TrainConfig, base: Optional[PathLike] = None) -> TrainConfig:
-    """A copy with the data paths and ``run.output_dir`` made absolute.
+    """A copy with ``model.init_from``, the data paths and ``run.output_dir`` made absolute.
 
     Relative paths are taken relative to ``base`` (default: the working directory).
     """
     base = Path(base) if base is not None else Path.cwd()
-    new = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data), run=dataclasses.replace(cfg.run))
+    new = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model), data=dataclasses.replace(cfg.data),
+                              run=dataclasses.replace(cfg.run))
 
     def absolute(p: Optional[str]) -> Optional[str]:
         if not p:
@@ -584,6 +594,7 @@ def resolve_paths(cfg: TrainConfig, base: Optional[PathLike] = None) -> TrainCon
         q = Path(os.path.expanduser(p))
         return str(q if q.is_absolute() else (base / q).resolve())
 
+    new.model.init_from = absolute(cfg.model.init_from)
     new.data.path = absolute(cfg.data.path)
     new.data.validation_path = absolute(cfg.data.validation_path)
     new.data.test_path = absolute(cfg.data.test_path)

@@ -133,6 +133,18 @@ class EnergyModel:
         }
 
 
+def energy_model_of(model: nn.Module, force_rms: float = float("nan")) -> EnergyModel:
+    """The energy model already in a student's buffers (a fine-tuned student keeps its own)."""
+    return EnergyModel(
+        elements=[int(e) for e in model.elements],
+        reference=model.atomic_reference_energy.detach().cpu().double().numpy().copy(),
+        shift=float(model.energy_shift),
+        scale=float(model.energy_scale),
+        residual_std=float("nan"),
+        force_rms=float(force_rms),
+    )
+
+
 def fit_energy_model(
     atomic_numbers: np.ndarray,
     n_atoms: np.ndarray,

@@ -71,7 +71,12 @@ from openmm_distill.training.hessian import (
 from openmm_distill.training.history import MetricLog
 from openmm_distill.training.losses import distillation_loss
 from openmm_distill.training.metrics import METRIC_NAMES, MetricAccumulator
-from openmm_distill.training.reference_energies import EnergyModel, apply_energy_model, fit_energy_model
+from openmm_distill.training.reference_energies import (
+    EnergyModel,
+    apply_energy_model,
+    energy_model_of,
+    fit_energy_model,
+)
 from openmm_distill.training.schedules import LRSchedule
 from openmm_distill.training.seeding import capture_rng_state, epoch_generator, restore_rng_state, seed_everything
 
@@ -239,7 +244,9 @@ class Trainer:
         m = cfg.model
         train_z = sorted(int(z) for z in np.unique(train_arrays["atomic_numbers"]))
         val_z = ds.dataset_elements(self.val_path, self.split.validation)
-        if m.elements is not None:
+        if m.init_from:
+            self._init_from_checkpoint(m, train_z, val_z, train_arrays["forces"])
+        elif m.elements is not None:
             elements = sorted({to_atomic_number(e) for e in m.elements})
             missing = sorted((set(train_z) | set(val_z)) - set(elements))
             if missing:
@@ -251,12 +258,14 @@ class Trainer:
             if extra:
                 raise ConfigError(f"validation structures contain elements {extra} that no training structure "
                                   "has; list them in model.elements or change the split")
-        overrides = {k: getattr(m, k) for k in ("hidden", "n_interactions", "cutoff", "n_rbf")
-                     if getattr(m, k) is not None}
-        self.model = build_student(m.preset, elements=elements, **overrides)
-        self.energy_model: EnergyModel = fit_energy_model(train_arrays["atomic_numbers"], train_arrays["n_atoms"],
-                                                          train_arrays["energy"], train_arrays["forces"], elements)
-        apply_energy_model(self.model, self.energy_model)
+        if not m.init_from:
+            overrides = {k: getattr(m, k) for k in ("hidden", "n_interactions", "cutoff", "n_rbf")
+                         if getattr(m, k) is not None}
+            self.model = build_student(m.preset, elements=elements, **overrides)
+            self.energy_model: EnergyModel = fit_energy_model(
+                train_arrays["atomic_numbers"], train_arrays["n_atoms"], train_arrays["energy"],
+                train_arrays["forces"], elements)
+            apply_energy_model(self.model, self.energy_model)
         if self.dtype == torch.float64:
             from openmm_distill.export.deployed import cast_model
 
@@ -315,7 +324,8 @@ class Trainer:
         logger.info(
             "student %s: %d parameters, elements %s; %d train / %d validation / %d test structures (split: %s); "
             "energy scale %.4g eV (force RMS), device %s, %s",
-            m.preset, count_parameters(self.model), elements, len(self.split.train), len(self.split.validation),
+            m.preset, count_parameters(self.model), list(self.model.elements), len(self.split.train),
+            len(self.split.validation),
             len(self.split.test), self.split.method, self.scale, self.device, cfg.run.dtype,
         )
         if self.distributed:
@@ -323,6 +333,27 @@ class Trainer:
                         "%d x %d = %d structures (optim.lr is not rescaled)", ddp.world_size(),
                         torch.distributed.get_backend(), steps_per_epoch, d.batch_size, ddp.world_size(),
                         d.batch_size * ddp.world_size())
+
+    def _init_from_checkpoint(self, m, train_z: List[int], val_z: List[int], train_forces: np.ndarray) -> None:
+        """Fine-tuning: the student, with its weights and energy model, from ``model.init_from``."""
+        overrides = [k for k in ("hidden", "n_interactions", "cutoff", "n_rbf", "elements") if getattr(m, k) is not None]
+        if overrides:
+            raise ConfigError(f"model.init_from={m.init_from} fixes the architecture and elements; set "
+                              f"{', '.join('model.' + k for k in overrides)} to null")
+        self.model, payload = load_checkpoint(m.init_from)
+        if self.dtype == torch.float32:
+            from openmm_distill.export.deployed import cast_model
+
+            self.model = cast_model(self.model, torch.float32)  # the energy buffers stay float64
+        elements = list(self.model.elements)
+        missing = sorted((set(train_z) | set(val_z)) - set(elements))
+        if missing:
+            raise ConfigError(f"the data has atomic numbers {missing} that the student in {m.init_from} does not "
+                              f"support (it has {elements}); fine-tuning cannot add elements")
+        forces = np.asarray(train_forces, dtype=np.float64)
+        self.energy_model = energy_model_of(self.model, float(np.sqrt(np.mean(forces * forces))))
+        logger.info("fine-tuning from %s (preset %s): weights and energy model kept", m.init_from,
+                    payload.get("preset"))
 
     def _setup_hessian(self) -> None:
         """Decide where teacher Hessian rows come from (dataset or finite differences) and check the teacher."""

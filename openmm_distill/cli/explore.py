@@ -1,0 +1,91 @@
+"""``openmm-distill explore``: run a student hot on training molecules and label where it went."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from openmm_distill.errors import ConfigError
+from openmm_distill.cli.label import (
+    add_molecule_arguments,
+    add_output_arguments,
+    add_teacher_arguments,
+    collect_molecules,
+    teacher_options_from_args,
+)
+
+HELP = "find where a student fails (hot Langevin MD on training molecules) and label those geometries"
+DESCRIPTION = """One round of active learning. The student runs Langevin MD at high
+temperature on each molecule under the stability protocol's watchdog (broken
+or fused bonds, detached hydrogens, huge forces). Frames on a schedule, plus
+the frames just before a failure and the failing frame, are labelled by the
+teacher into an HDF5 dataset. A per-run record (which molecule failed, when,
+why) goes to OUTPUT with the suffix .runs.json.
+
+Merge the result into the training set and fine-tune the student from its
+checkpoint (model.init_from in the recipe). Explore training molecules only:
+frames of a test molecule would leak it into training.
+
+examples:
+  openmm-distill explore --student original --split train -o data/explore.h5 --jobs 2
+  openmm-distill explore --student runs/original/student.pt --input training/data/train_analogues.csv \\
+      --limit 200 --temperatures 700 900 --length-ps 4 -o data/explore.h5 --jobs 2 --workers 2
+then:
+  openmm-distill dataset merge data/train.h5 data/explore.h5 -o data/train_explored.h5
+  openmm-distill train training/original.yaml --set model.init_from=runs/original/best.pt \\
+      --set data.path=data/train_explored.h5 --set optim.epochs=4 --set optim.lr=3e-4
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--student", required=True, help="shipped student name or compiled .pt file")
+    add_molecule_arguments(parser)
+    md = parser.add_argument_group("exploration MD (defaults: openmm_distill.data.exploration.ExplorationSettings)")
+    md.add_argument("--temperatures", type=float, nargs="+", metavar="K", default=[800.0],
+                    help="Langevin temperatures, K (default 800)")
+    md.add_argument("--length-ps", type=float, default=4.0, help="length of each run, ps (default 4)")
+    md.add_argument("--timestep-fs", type=float, default=1.0, help="time step, fs (default 1)")
+    md.add_argument("--frame-interval-fs", type=float, default=200.0,
+                    help="keep one frame this often, fs (default 200)")
+    md.add_argument("--frames-before-failure", type=int, default=5,
+                    help="after a failure also keep this many frames before it, 10 fs apart (default 5)")
+    md.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    md.add_argument("--jobs", type=int, default=1, help="molecules simulated at once, one process each (default 1)")
+    add_output_arguments(parser)
+    add_teacher_arguments(parser)
+    parser.add_argument("--workers", type=int, default=1, help="labelling processes, each single-threaded (default 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from openmm_distill.data.exploration import ExplorationSettings, explore
+    from openmm_distill.data.labelling import label
+
+    if os.path.exists(args.output) and not args.overwrite:
+        raise ConfigError(f"{args.output} already exists; pass --overwrite to replace it")
+    molecules = collect_molecules(args)
+    settings = ExplorationSettings(temperatures_k=tuple(args.temperatures), length_ps=args.length_ps,
+                                   timestep_fs=args.timestep_fs, frame_interval_fs=args.frame_interval_fs,
+                                   frames_before_failure=args.frames_before_failure, seed=args.seed)
+    print(f"exploring {len(molecules)} molecules with {args.student} at "
+          f"{', '.join(f'{t:g}' for t in settings.temperatures_k)} K for {settings.length_ps:g} ps each",
+          file=sys.stderr)
+    result = explore(args.student, molecules, settings, jobs=args.jobs, show_progress=not args.quiet)
+    print(result.summary())
+    root, _ = os.path.splitext(args.output)
+    runs_path = f"{root}.runs.json"
+    with open(runs_path, "w") as handle:
+        json.dump({"student": args.student, "settings": {k: v for k, v in vars(settings).items() if k != "thresholds"},
+                   "runs": result.runs_as_dicts()}, handle, indent=1)
+    print(f"wrote {runs_path}")
+    if not result.geometries:
+        print("no geometries kept: nothing to label")
+        return 0
+    report = label(result.geometries, args.output, teacher=args.teacher,
+                   teacher_options=teacher_options_from_args(args), n_workers=args.workers, resume=args.resume,
+                   overwrite=args.overwrite, compression=args.compression,
+                   creation_command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+                   progress=not args.quiet)
+    print(report.summary())
+    return 0

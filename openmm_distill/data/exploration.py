@@ -1,0 +1,269 @@
+"""Exploration: run a student hot, keep where it goes, label that (one active-learning round).
+
+A student trained on thermal geometries can still have holes: regions the data
+never visited where its energy is too low. A stretched N-H bond that costs the
+teacher several eV may cost the student almost nothing, and a 100 ps run at
+500 K finds it. Molecular dynamics with the student itself walks into such
+holes, so its trajectories are the geometries worth labelling.
+
+:func:`explore` runs the stability protocol's Langevin MD and watchdog
+(:mod:`openmm_distill.protocols.stability`) on each molecule at high
+temperature. It keeps frames on a schedule, plus the last frames before a
+watchdog failure and the failing frame itself, and returns them as
+:class:`~openmm_distill.data.records.Geometry` records. Label them with the
+teacher (:func:`openmm_distill.data.labelling.label`), merge them into the
+training set and fine-tune the student from its checkpoint
+(``model.init_from`` in the training recipe).
+
+Explore training molecules only. Frames of a validation or test molecule in
+the training set would leak it.
+
+Units: Angstrom in the returned geometries; ps, fs and K in the settings.
+"""
+from __future__ import annotations
+
+import tempfile
+import zlib
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from openmm_distill.data.records import Geometry
+from openmm_distill.errors import ConfigError
+
+
+def _default_thresholds():
+    from openmm_distill.protocols.stability import WatchdogThresholds
+
+    return WatchdogThresholds()
+
+
+@dataclass(frozen=True)
+class ExplorationSettings:
+    """How each molecule is explored.
+
+    Attributes
+    ----------
+    temperatures_k : tuple of float
+        Langevin temperatures, K. Hotter than the production temperature,
+        so that a short run visits what a long one would (default 800 K).
+    length_ps : float
+        Length of each run, ps (it stops earlier at a watchdog failure).
+    timestep_fs, friction_per_ps : float
+        Langevin integrator settings.
+    frame_interval_fs : float
+        Keep one frame this often, fs.
+    frames_before_failure : int
+        After a failure, also keep this many frames before it, at the watchdog
+        interval (10 fs): the approach into the hole.
+    max_isolation_angstrom : float
+        Frames in which some atom has no other atom this close are dropped: an
+        atom that has left the molecule (a failed run can fling a hydrogen
+        thousands of Angstrom within one check) teaches the student nothing
+        and the teacher's SCF may not converge there.
+    watchdog_interval_fs : float
+        How often the watchdog checks (and how fine the kept failure approach is), fs.
+    seed : int
+        Master seed; each molecule's runs are seeded from (seed, name).
+    thresholds : WatchdogThresholds
+        When a run counts as failed (the stability protocol's defaults).
+    """
+
+    temperatures_k: Tuple[float, ...] = (800.0,)
+    length_ps: float = 4.0
+    timestep_fs: float = 1.0
+    friction_per_ps: float = 1.0
+    frame_interval_fs: float = 200.0
+    frames_before_failure: int = 5
+    max_isolation_angstrom: float = 3.0
+    watchdog_interval_fs: float = 10.0
+    seed: int = 0
+    thresholds: Any = field(default_factory=_default_thresholds)
+
+    def __post_init__(self) -> None:
+        if not self.temperatures_k or any(not (0.0 < float(t) <= 5000.0) for t in self.temperatures_k):
+            raise ConfigError(f"temperatures_k={self.temperatures_k!r}: need at least one, each in (0, 5000] K")
+        for name, low, high in (("length_ps", 0.0, 1e4), ("timestep_fs", 0.0, 5.0), ("friction_per_ps", 0.0, 1e3),
+                                ("frame_interval_fs", 0.0, 1e6), ("watchdog_interval_fs", 0.0, 1e4),
+                                ("max_isolation_angstrom", 0.0, 1e3)):
+            value = float(getattr(self, name))
+            if not (low < value <= high):
+                raise ConfigError(f"{name}={value!r} is out of range; allowed: ({low:g}, {high:g}]")
+        if self.watchdog_interval_fs < self.timestep_fs:
+            raise ConfigError(f"watchdog_interval_fs={self.watchdog_interval_fs!r} is shorter than the time step "
+                              f"({self.timestep_fs!r} fs)")
+        if self.frame_interval_fs < self.watchdog_interval_fs:
+            raise ConfigError(f"frame_interval_fs={self.frame_interval_fs!r} is shorter than the watchdog interval "
+                              f"({self.watchdog_interval_fs!r} fs)")
+        if int(self.frames_before_failure) < 0:
+            raise ConfigError(f"frames_before_failure={self.frames_before_failure!r} must be >= 0")
+
+    @property
+    def watchdog_steps(self) -> int:
+        return max(1, int(round(self.watchdog_interval_fs / self.timestep_fs)))
+
+    @property
+    def checks_per_frame(self) -> int:
+        return max(1, int(round(self.frame_interval_fs / (self.watchdog_steps * self.timestep_fs))))
+
+    def stability_settings(self, name: str):
+        """The stability protocol's settings for one molecule: every watchdog check goes to the trajectory."""
+        from openmm_distill.protocols.stability import StabilitySettings
+
+        step_fs = self.watchdog_steps * self.timestep_fs
+        return StabilitySettings(
+            temperatures_k=tuple(float(t) for t in self.temperatures_k), length_ps=float(self.length_ps),
+            timestep_fs=float(self.timestep_fs), friction_per_ps=float(self.friction_per_ps),
+            watchdog_interval_steps=self.watchdog_steps, frame_interval_fs=step_fs, minimize_iterations=0,
+            seed=molecule_run_seed(self.seed, name), thresholds=self.thresholds)
+
+
+def molecule_run_seed(seed: int, name: str) -> int:
+    """A per-molecule seed for OpenMM's integrator and velocities (OpenMM wants 0 < seed < 2**31)."""
+    return 1 + (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 2)
+
+
+@dataclass
+class ExploredRun:
+    """What one run at one temperature gave."""
+
+    molecule: str
+    temperature_k: float
+    survived: bool
+    time_ps: float
+    failure_reasons: List[str]
+    n_frames_kept: int
+
+
+def select_frames(n_frames: int, checks_per_frame: int, failed: bool, frames_before_failure: int) -> List[int]:
+    """Indices of the trajectory frames to keep (one frame per watchdog check; the last is the failing one).
+
+    Every ``checks_per_frame``-th frame from the start (frame 0, the starting structure, excepted:
+    the training data has it already), and after a failure the failing frame and the
+    ``frames_before_failure`` frames before it.
+
+    >>> select_frames(31, 10, False, 3)
+    [10, 20, 30]
+    >>> select_frames(26, 10, True, 3)
+    [10, 20, 21, 22, 23, 24, 25]
+    """
+    keep = set(range(checks_per_frame, n_frames, checks_per_frame))
+    if failed and n_frames > 1:
+        keep.update(range(max(1, n_frames - 1 - frames_before_failure), n_frames))
+    return sorted(keep)
+
+
+def has_isolated_atom(positions_angstrom: np.ndarray, max_distance: float) -> bool:
+    """Whether some atom has no other atom within ``max_distance`` Angstrom (a fragment has flown off).
+
+    >>> has_isolated_atom(np.array([[0.0, 0, 0], [1.0, 0, 0], [9.0, 0, 0]]), 3.0)
+    True
+    """
+    x = np.asarray(positions_angstrom, dtype=np.float64).reshape(-1, 3)
+    if len(x) < 2:
+        return False
+    if not np.all(np.isfinite(x)):
+        return True
+    d = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return bool((d.min(axis=1) > max_distance).any())
+
+
+def explore_molecule(model, spec: Tuple[str, str], *, settings: ExplorationSettings, student_name: str,
+                     show_progress: bool = True) -> Tuple[List[Geometry], List[ExploredRun]]:
+    """Explore one molecule ``(name, smiles)`` at every temperature; returns kept geometries and run records."""
+    import mdtraj as md
+
+    from openmm_distill.protocols import common
+    from openmm_distill.protocols.stability import run_stability
+
+    name, smiles = spec
+    molsys = replace(common.resolve_system(smiles), name=name, smiles=smiles)
+    stability = settings.stability_settings(name)
+    geometries: List[Geometry] = []
+    runs: List[ExploredRun] = []
+    with tempfile.TemporaryDirectory(prefix="explore_") as tmp:
+        result = run_stability(model, molsys, stability, output_dir=tmp, show_progress=show_progress)
+        if result.status != "ok":
+            raise ConfigError(f"cannot explore {name} ({smiles}): {result.message}")
+        step_ps = stability.watchdog_interval_steps * stability.timestep_fs / 1000.0
+        for run in result.runs:
+            traj = md.load_dcd(run.trajectory, top=run.topology_pdb)
+            frames = select_frames(traj.n_frames, settings.checks_per_frame, not run.survived,
+                                   int(settings.frames_before_failure))
+            frames = [k for k in frames
+                      if not has_isolated_atom(traj.xyz[k] * 10.0, settings.max_isolation_angstrom)]
+            for k in frames:
+                # Frame k is watchdog check k (a failure with non-finite positions writes no frame).
+                provenance: Dict[str, Any] = {
+                    "method": "student_md", "student": student_name, "temperature_K": run.temperature_k,
+                    "time_ps": round(k * step_ps, 6), "timestep_fs": stability.timestep_fs,
+                    "seed": stability.seed, "run_failed": not run.survived}
+                if not run.survived:
+                    provenance["failure"] = "; ".join(run.failure_reasons)
+                    provenance["failure_time_ps"] = run.time_to_failure_ps
+                geometries.append(Geometry(
+                    key=f"{name}/explore/{student_name}/{run.temperature_k:g}K/{k}", molecule=name,
+                    atomic_numbers=np.asarray(molsys.atomic_numbers, dtype=np.int64),
+                    positions=np.asarray(traj.xyz[k], dtype=np.float64) * 10.0, smiles=smiles,
+                    provenance=provenance))
+            runs.append(ExploredRun(name, run.temperature_k, run.survived,
+                                    run.simulated_ps if run.survived else float(run.time_to_failure_ps),
+                                    list(run.failure_reasons), len(frames)))
+    return geometries, runs
+
+
+@dataclass
+class ExplorationResult:
+    """All geometries kept and one record per (molecule, temperature) run."""
+
+    geometries: List[Geometry]
+    runs: List[ExploredRun]
+
+    @property
+    def n_failed(self) -> int:
+        return sum(not r.survived for r in self.runs)
+
+    def summary(self) -> str:
+        lines = [f"explored {len({r.molecule for r in self.runs})} molecules in {len(self.runs)} runs: "
+                 f"{self.n_failed} failed the watchdog; kept {len(self.geometries)} geometries"]
+        for r in self.runs:
+            if not r.survived:
+                lines.append(f"  {r.molecule} at {r.temperature_k:g} K failed at {r.time_ps:.2f} ps: "
+                             f"{'; '.join(r.failure_reasons)}")
+        return "\n".join(lines)
+
+    def runs_as_dicts(self) -> List[Dict[str, Any]]:
+        return [asdict(r) for r in self.runs]
+
+
+def explore(model, molecules: Sequence[Tuple[str, str]], settings: Optional[ExplorationSettings] = None, *,
+            jobs: int = 1, show_progress: bool = True) -> ExplorationResult:
+    """Explore each ``(name, smiles)`` with the student; see the module docstring.
+
+    Parameters
+    ----------
+    model : student name or compiled file (a name or path when ``jobs > 1``)
+    molecules : sequence of (name, smiles)
+        Training molecules (names unique).
+    jobs : int
+        Molecules run at once, one worker process each (one CPU thread each).
+    """
+    from openmm_distill import load_student
+    from openmm_distill.protocols import parallel
+
+    settings = settings or ExplorationSettings()
+    molecules = [(str(n), str(s)) for n, s in molecules]
+    names = [n for n, _ in molecules]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"molecule names must be unique; repeated: {duplicates[:5]}")
+    if not molecules:
+        raise ConfigError("nothing to explore: no molecules given")
+    student_name = load_student(model).name
+    per_molecule = parallel.map_systems(explore_molecule, model, molecules, jobs=jobs, desc="exploration",
+                                        show_progress=show_progress, settings=settings, student_name=student_name)
+    geometries = [g for gs, _ in per_molecule for g in gs]
+    runs = [r for _, rs in per_molecule for r in rs]
+    return ExplorationResult(geometries, runs)
