@@ -51,8 +51,15 @@ def _training_data_line(cfg: dict) -> str:
     with h5py.File(path, "r") as f:
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["molecule_names"][()]]
         n_structures = int(f.attrs["n_structures"])
+    from collections import Counter
+
+    from openmm_distill.data.store import LabelledDataset
+
+    with LabelledDataset(str(path)) as ds:
+        methods = Counter(str(p.get("method", "?")) for p in ds.provenance)
     analogues = sum("_analogue" in n for n in names)
-    line = f"- Training file `{path}`: {n_structures:,} structures of {len(names):,} molecules"
+    by_method = ", ".join(f"{m} {n:,}" for m, n in methods.most_common())
+    line = f"- Training file `{path}`: {n_structures:,} structures ({by_method}) of {len(names):,} molecules"
     if analogues:
         line += (f", of which {analogues} are analogues of the training molecules (`training/data/train_analogues.csv`, "
                  "small RDKit edits, none equal to a validation or test molecule; sampled with "
@@ -69,15 +76,15 @@ def _recipe_section(preset: str, cfg: dict, meta: dict, history_rows, run_dir: P
     optim = cfg.get("optim", {})
     text = (f"`{recipe}` (`optim.epochs={optim.get('epochs')}`, `optim.lr={optim.get('lr')}`, "
             f"`loss.energy_weight={cfg.get('loss', {}).get('energy_weight')}`), "
-            f"trained with `run.threads={cfg.get('run', {}).get('threads')}` on the project's 2-core CPU in "
+            f"trained with `run.threads={cfg.get('run', {}).get('threads') or 'null'}` (null: all cores) on the "
+            f"project's 2-core CPU in "
             f"{_training_minutes(run_dir)}. Best epoch {meta.get('best_epoch')} of {history_rows}.")
     init_from = cfg.get("model", {}).get("init_from")
     if init_from:
         base = Path(init_from).parent
         text += (f" This was a fine-tuning round (`model.init_from`): it started from `{_relative(init_from)}`, the "
-                 f"student of `training/{preset}.yaml` (trained in {_training_minutes(base)}), and added geometries "
-                 "from that student's own hot MD on training molecules, labelled by the teacher "
-                 "(`openmm-distill explore`; the recipe's header has the commands).")
+                 f"student of `training/{preset}.yaml` (trained in {_training_minutes(base)}), and went on training "
+                 f"on the file above (the recipe's header says what was added, and how).")
     return text + "\nReproduce with the commands in `training/README.md` (\"What was actually run for the shipped files\")."
 
 
