@@ -520,6 +520,10 @@ def test_fine_tuning_refuses_architecture_overrides_and_new_elements(trained, da
         dataset, tmp_path / "a", "model.hidden=16", f"model.init_from={result.best_checkpoint}"))
     with pytest.raises(ConfigError, match="model.hidden"):
         Trainer(cfg).fit()
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        dataset, tmp_path / "c", "model.preset=original", f"model.init_from={result.best_checkpoint}"))
+    with pytest.raises(ConfigError, match="model.preset"):
+        Trainer(cfg).fit()
     nitrogen = label_small_dataset(tmp_path / "nh3.h5", [("ammonia", "N"), ("water", "O")], 1, 9)
     cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
         nitrogen, tmp_path / "b", f"model.init_from={result.best_checkpoint}"))

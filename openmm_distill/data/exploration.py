@@ -146,7 +146,7 @@ def select_frames(n_frames: int, checks_per_frame: int, failed: bool, frames_bef
     >>> select_frames(31, 10, False, 3)
     [10, 20, 30]
     >>> select_frames(26, 10, True, 3)
-    [10, 20, 21, 22, 23, 24, 25]
+    [10, 20, 22, 23, 24, 25]
     """
     keep = set(range(checks_per_frame, n_frames, checks_per_frame))
     if failed and n_frames > 1:

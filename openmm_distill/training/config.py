@@ -60,7 +60,7 @@ class ModelConfig:
         ``last.pt``) instead of random ones. The student keeps the
         checkpoint's architecture, elements and energy model (reference
         energies, scale, shift: refitting them would shift every prediction);
-        ``preset`` is only a label then, and the overrides above must be null.
+        ``preset`` must name the checkpoint's preset, and the overrides above must be null.
         The optimiser, schedule and EMA start fresh, so pick a smaller
         ``optim.lr`` and fewer epochs than for training from scratch.
     """

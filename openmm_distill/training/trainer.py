@@ -341,6 +341,9 @@ class Trainer:
             raise ConfigError(f"model.init_from={m.init_from} fixes the architecture and elements; set "
                               f"{', '.join('model.' + k for k in overrides)} to null")
         self.model, payload = load_checkpoint(m.init_from)
+        if payload.get("preset") and payload["preset"] != m.preset:
+            raise ConfigError(f"model.init_from={m.init_from} holds a {payload['preset']!r} student but model.preset is "
+                              f"{m.preset!r}; set model.preset={payload['preset']}")
         if self.dtype == torch.float32:
             from openmm_distill.export.deployed import cast_model
 
