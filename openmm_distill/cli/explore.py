@@ -39,18 +39,23 @@ then:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from openmm_distill.data.exploration import ExplorationSettings
+
+    default = ExplorationSettings()  # the flags' defaults are the library's, not a second copy
     parser.add_argument("--student", required=True, help="shipped student name or compiled .pt file")
     add_molecule_arguments(parser)
     md = parser.add_argument_group("exploration MD (defaults: openmm_distill.data.exploration.ExplorationSettings)")
-    md.add_argument("--temperatures", type=float, nargs="+", metavar="K", default=[800.0],
-                    help="Langevin temperatures, K (default 800)")
-    md.add_argument("--length-ps", type=float, default=4.0, help="length of each run, ps (default 4)")
-    md.add_argument("--timestep-fs", type=float, default=1.0, help="time step, fs (default 1)")
-    md.add_argument("--frame-interval-fs", type=float, default=200.0,
-                    help="keep one frame this often, fs (default 200)")
-    md.add_argument("--frames-before-failure", type=int, default=5,
-                    help="after a failure also keep this many frames before it, 10 fs apart (default 5)")
-    md.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    md.add_argument("--temperatures", type=float, nargs="+", metavar="K", default=list(default.temperatures_k),
+                    help="Langevin temperatures, K (default %(default)s)")
+    md.add_argument("--length-ps", type=float, default=default.length_ps,
+                    help="length of each run, ps (default %(default)g)")
+    md.add_argument("--timestep-fs", type=float, default=default.timestep_fs, help="time step, fs (default %(default)g)")
+    md.add_argument("--frame-interval-fs", type=float, default=default.frame_interval_fs,
+                    help="keep one frame this often, fs (default %(default)g)")
+    md.add_argument("--frames-before-failure", type=int, default=default.frames_before_failure,
+                    help="after a failure also keep this many frames before it, one watchdog interval "
+                         f"({default.watchdog_interval_fs:g} fs) apart (default %(default)s)")
+    md.add_argument("--seed", type=int, default=default.seed, help="master seed (default %(default)s)")
     md.add_argument("--jobs", type=int, default=1, help="molecules simulated at once, one process each (default 1)")
     add_output_arguments(parser)
     add_teacher_arguments(parser)

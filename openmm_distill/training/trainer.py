@@ -266,10 +266,11 @@ class Trainer:
                 train_arrays["atomic_numbers"], train_arrays["n_atoms"], train_arrays["energy"],
                 train_arrays["forces"], elements)
             apply_energy_model(self.model, self.energy_model)
-        if self.dtype == torch.float64:
-            from openmm_distill.export.deployed import cast_model
+        from openmm_distill.export.deployed import cast_model
 
-            self.model = cast_model(self.model, torch.float64)
+        # The run's dtype, whatever the student came in (a fresh one is float32, a fine-tuned
+        # checkpoint may be float64); the energy buffers stay float64.
+        self.model = cast_model(self.model, self.dtype)
         self.model.to(self.device)
         # self.model stays the plain student (optimiser, EMA, checkpoints, evaluation use it);
         # self.train_model is what training steps call: the DDP wrapper when distributed. Every rank
@@ -344,10 +345,6 @@ class Trainer:
         if payload.get("preset") and payload["preset"] != m.preset:
             raise ConfigError(f"model.init_from={m.init_from} holds a {payload['preset']!r} student but model.preset is "
                               f"{m.preset!r}; set model.preset={payload['preset']}")
-        if self.dtype == torch.float32:
-            from openmm_distill.export.deployed import cast_model
-
-            self.model = cast_model(self.model, torch.float32)  # the energy buffers stay float64
         elements = list(self.model.elements)
         missing = sorted((set(train_z) | set(val_z)) - set(elements))
         if missing:
