@@ -11,7 +11,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[orb,test]"
+	# --no-cache-dir: the stack is ~7.5 GB installed (torch's CUDA libraries); a wheel
+	# cache would add ~3 GB more on the machine that builds it.
+	$(BIN)/python -m pip install --no-cache-dir -e ".[orb,test]"
 	touch $(STAMP)
 
 env: $(STAMP)
