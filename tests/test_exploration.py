@@ -133,3 +133,63 @@ def test_explore_cli_labels_with_the_teacher_and_merges(student, tmp_path, capsy
     assert report.n_structures == n_kept + 2
     assert main(["explore", "--student", str(student), "--smiles", "methanol=CO", "-o", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_frames_round_trip_exactly(tmp_path):
+    from openmm_distill.data.exploration import read_frames, write_frames
+    from openmm_distill.data.records import Geometry
+
+    rng = np.random.default_rng(0)
+    geometries = [Geometry(key=f"m/explore/s/800K/{k}", molecule="m", smiles="CO",
+                           atomic_numbers=np.array([6, 8, 1, 1, 1, 1]), positions=rng.normal(size=(6, 3)),
+                           provenance={"temperature_K": 800.0, "run_failed": k == 1}) for k in range(2)]
+    write_frames(str(tmp_path / "f.json.gz"), {"student": "s"}, geometries)
+    header, back = read_frames(str(tmp_path / "f.json.gz"))
+    assert header == {"student": "s"} and [g.key for g in back] == [g.key for g in geometries]
+    for a, b in zip(geometries, back):
+        assert np.array_equal(a.positions, b.positions) and np.array_equal(a.atomic_numbers, b.atomic_numbers)
+        assert b.box is None and a.provenance == b.provenance
+    (tmp_path / "bad.json.gz").write_text("not gzip")
+    with pytest.raises(ConfigError, match="not a readable explored-frames file"):
+        read_frames(str(tmp_path / "bad.json.gz"))
+
+
+def test_explore_cli_resumes_a_killed_labelling_without_new_md(student, tmp_path, monkeypatch, capsys):
+    import openmm_distill.data.exploration as exploration
+    import openmm_distill.data.labelling as labelling
+    from openmm_distill.cli import main
+    from openmm_distill.data.store import open_dataset
+
+    out = tmp_path / "explore.h5"
+    frames = tmp_path / "explore.frames.json.gz"
+    args = ["explore", "--student", str(student), "--smiles", "methanol=CO", "--temperatures", "500",
+            "--length-ps", "0.2", "--frame-interval-fs", "50", "-o", str(out), "--quiet"]
+    real_label = labelling.label
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(labelling, "label", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert frames.exists() and not out.exists()
+    n_kept = json.loads((tmp_path / "explore.runs.json").read_text())["runs"][0]["n_frames_kept"]
+
+    # The rerun labels the cached frames; the MD does not run again.
+    def no_md(*a, **k):
+        raise AssertionError("the MD ran again")
+
+    monkeypatch.setattr(labelling, "label", real_label)
+    monkeypatch.setattr(exploration, "explore", no_md)
+    assert main(args) == 0
+    assert "reusing" in capsys.readouterr().err
+    with open_dataset(out) as ds:
+        assert len(ds) == n_kept >= 1
+    assert not frames.exists()  # labelled: the cache is gone
+
+    # A cache made with another student is not reused: the MD runs (here: the stand-in that refuses to).
+    out.unlink()
+    exploration.write_frames(str(frames), {"student": "another.pt"}, [])
+    with pytest.raises(AssertionError, match="the MD ran again"):
+        main(args)
+    assert "exploring again" in capsys.readouterr().err

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
+from typing import Optional
 
+from openmm_distill.data.exploration import read_frames
 from openmm_distill.errors import ConfigError
 from openmm_distill.cli.label import (
     add_molecule_arguments,
@@ -22,6 +25,10 @@ or fused bonds, detached hydrogens, huge forces). Frames on a schedule, plus
 the frames just before a failure and the failing frame, are labelled by the
 teacher into an HDF5 dataset. A per-run record (which molecule failed, when,
 why) goes to OUTPUT with the suffix .runs.json.
+
+If the command is killed while labelling, run it again: the explored frames,
+kept until labelled (OUTPUT with the suffix .frames.json.gz), are reused
+instead of running the MD again, and the labelling resumes.
 
 Merge the result into the training set and fine-tune the student from its
 checkpoint (model.init_from in the recipe). Explore training molecules only:
@@ -64,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openmm_distill.data.exploration import ExplorationSettings, explore
+    from openmm_distill.data.exploration import ExplorationSettings, explore, write_frames
     from openmm_distill.data.labelling import label
 
     if os.path.exists(args.output) and not args.overwrite:
@@ -73,24 +80,61 @@ def run(args: argparse.Namespace) -> int:
     settings = ExplorationSettings(temperatures_k=tuple(args.temperatures), length_ps=args.length_ps,
                                    timestep_fs=args.timestep_fs, frame_interval_fs=args.frame_interval_fs,
                                    frames_before_failure=args.frames_before_failure, seed=args.seed)
-    print(f"exploring {len(molecules)} molecules with {args.student} at "
-          f"{', '.join(f'{t:g}' for t in settings.temperatures_k)} K for {settings.length_ps:g} ps each",
-          file=sys.stderr)
-    result = explore(args.student, molecules, settings, jobs=args.jobs, show_progress=not args.quiet)
-    print(result.summary())
     root, _ = os.path.splitext(args.output)
-    runs_path = f"{root}.runs.json"
-    with open(runs_path, "w") as handle:
-        json.dump({"student": args.student, "settings": {k: v for k, v in vars(settings).items() if k != "thresholds"},
-                   "runs": result.runs_as_dicts()}, handle, indent=1)
-    print(f"wrote {runs_path}")
-    if not result.geometries:
+    runs_path, frames_path = f"{root}.runs.json", f"{root}.frames.json.gz"
+    # What the frames depend on; a cache made otherwise is not reused. JSON round trip: tuples become lists.
+    header = json.loads(json.dumps({
+        "student": args.student, "student_sha256": _file_sha256(args.student),
+        "settings": {k: v for k, v in vars(settings).items() if k != "thresholds"},
+        "molecules": [list(m) for m in molecules]}))
+    geometries = _cached_frames(frames_path, header) if args.resume else None
+    if geometries is None:
+        print(f"exploring {len(molecules)} molecules with {args.student} at "
+              f"{', '.join(f'{t:g}' for t in settings.temperatures_k)} K for {settings.length_ps:g} ps each",
+              file=sys.stderr)
+        result = explore(args.student, molecules, settings, jobs=args.jobs, show_progress=not args.quiet)
+        print(result.summary())
+        with open(runs_path, "w") as handle:
+            json.dump({"student": args.student, "settings": header["settings"],
+                       "runs": result.runs_as_dicts()}, handle, indent=1)
+        print(f"wrote {runs_path}")
+        geometries = result.geometries
+        if geometries:
+            write_frames(frames_path, header, geometries)
+    if not geometries:
         print("no geometries kept: nothing to label")
         return 0
-    report = label(result.geometries, args.output, teacher=args.teacher,
+    report = label(geometries, args.output, teacher=args.teacher,
                    teacher_options=teacher_options_from_args(args), n_workers=args.workers, resume=args.resume,
                    overwrite=args.overwrite, compression=args.compression,
                    creation_command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
                    progress=not args.quiet)
     print(report.summary())
+    # The labelled file holds every frame now; the cache has done its job.
+    os.remove(frames_path)
     return 0
+
+
+def _file_sha256(path: str) -> Optional[str]:
+    """Content hash of a compiled student file; None for a shipped student's name."""
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cached_frames(path: str, header: dict) -> Optional[list]:
+    """Frames explored by an earlier, unfinished run of the same command, or None."""
+    if not os.path.exists(path):
+        return None
+    cached_header, geometries = read_frames(path)
+    if cached_header != header:
+        print(f"{path} was explored with another student, settings or molecule list; exploring again",
+              file=sys.stderr)
+        return None
+    print(f"reusing {len(geometries)} explored frames from {path} (an unfinished earlier run); "
+          f"--no-resume explores again", file=sys.stderr)
+    return geometries

@@ -22,6 +22,9 @@ Units: Angstrom in the returned geometries; ps, fs and K in the settings.
 """
 from __future__ import annotations
 
+import gzip
+import json
+import os
 import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field, replace
@@ -267,3 +270,39 @@ def explore(model, molecules: Sequence[Tuple[str, str]], settings: Optional[Expl
     geometries = [g for gs, _ in per_molecule for g in gs]
     runs = [r for _, rs in per_molecule for r in rs]
     return ExplorationResult(geometries, runs)
+
+
+# The explored frames are cached beside the output until they are labelled, so
+# that a labelling job that is killed resumes without running the MD again.
+FRAMES_FORMAT = "openmm-distill explored frames 1"
+
+
+def write_frames(path: str, header: Dict[str, Any], geometries: Sequence[Geometry]) -> None:
+    """Write explored geometries (gzipped JSON, exact float64 positions) with a header saying how they were made."""
+    frames = [{"key": g.key, "molecule": g.molecule, "smiles": g.smiles, "charge": int(g.charge),
+               "atomic_numbers": np.asarray(g.atomic_numbers).tolist(),
+               "positions": np.asarray(g.positions, dtype=np.float64).tolist(),
+               "box": None if g.box is None else np.asarray(g.box, dtype=np.float64).tolist(),
+               "provenance": g.provenance} for g in geometries]
+    tmp = f"{path}.tmp"
+    with gzip.open(tmp, "wt") as handle:
+        json.dump({"format": FRAMES_FORMAT, "header": header, "frames": frames}, handle)
+    # Written whole or not at all: a killed write leaves no cache that looks complete.
+    os.replace(tmp, path)
+
+
+def read_frames(path: str) -> Tuple[Dict[str, Any], List[Geometry]]:
+    """The header and geometries written by :func:`write_frames`."""
+    try:
+        with gzip.open(path, "rt") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path} is not a readable explored-frames file: {err}") from err
+    if not isinstance(data, dict) or data.get("format") != FRAMES_FORMAT:
+        raise ConfigError(f"{path} is not an explored-frames file of format {FRAMES_FORMAT!r}")
+    geometries = [Geometry(key=f["key"], molecule=f["molecule"], smiles=f["smiles"], charge=f["charge"],
+                           atomic_numbers=np.asarray(f["atomic_numbers"], dtype=np.int64),
+                           positions=np.asarray(f["positions"], dtype=np.float64),
+                           box=None if f["box"] is None else np.asarray(f["box"], dtype=np.float64),
+                           provenance=f["provenance"]) for f in data["frames"]]
+    return data["header"], geometries
