@@ -9,6 +9,7 @@ structure, not survival).
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 import json
 from pathlib import Path
 
@@ -505,3 +506,65 @@ def test_throughput_with_orb_v2_architecture(student, tmp_path):
     out = run_throughput_protocol([student], "ethanol", settings, tmp_path / "tp", show_progress=False)
     rows = [r for r in out.results["rows"] if r["kind"] == "teacher"]
     assert rows and rows[0]["ms_per_step"] > 0 and "random weights" in rows[0]["engine"]
+
+
+# -- runs in parts (shards) and their merge --------------------------------------------------------------
+
+def test_cli_shards_then_merges_nve_into_one_table(student, tmp_path, capsys):
+    """Two shards of three systems, merged, give the same records as one run over all three."""
+    from openmm_distill.cli import main
+
+    common_args = ["--student", str(student), "--systems", "ethanol,formamide,paracetamol", "--equilibration-ps",
+                   "0.005", "--length-ps", "0.01", "--no-progress"]
+    for k in (0, 1):
+        assert main(["protocol", "nve", *common_args, "--shard", f"{k}/2", "-o", str(tmp_path / f"part{k}")]) == 0
+    assert [r["system"]["name"] for r in _load(tmp_path / "part0" / "nve.json")["systems"]] == ["ethanol", "paracetamol"]
+    assert main(["protocol", "nve", *common_args, "-o", str(tmp_path / "whole")]) == 0
+    assert main(["protocol", "merge", str(tmp_path / "part0"), str(tmp_path / "part1"),
+                 "-o", str(tmp_path / "merged")]) == 0
+    merged, whole = _load(tmp_path / "merged" / "nve.json"), _load(tmp_path / "whole" / "nve.json")
+    by_name = {r["system"]["name"]: r for r in whole["systems"]}
+    assert sorted(r["system"]["name"] for r in merged["systems"]) == sorted(by_name)
+    for record in merged["systems"]:
+        # Same seed, same system, same settings: the same trajectory whichever part ran it.
+        assert record["analysis"]["drift_mev_per_atom_per_ps"] == pytest.approx(
+            by_name[record["system"]["name"]]["analysis"]["drift_mev_per_atom_per_ps"], rel=1e-6)
+    assert merged["all_passed"] == whole["all_passed"] and merged["merged_from"] == [str(tmp_path / "part0"),
+                                                                                      str(tmp_path / "part1")]
+    summary = (tmp_path / "merged" / "summary.md").read_text()
+    assert "| ethanol | 9 |" in summary and "| formamide | 6 |" in summary and "Merged from 2 runs (3 systems)" in summary
+
+
+def test_merge_refuses_parts_that_do_not_belong_together(student, tmp_path):
+    from openmm_distill.errors import ConfigError
+    from openmm_distill.protocols.merge import merge_outputs
+
+    fast = NVESettings(equilibration_ps=0.005, length_ps=0.01)
+    run_nve_protocol(student, "ethanol", fast, tmp_path / "a", show_progress=False)
+    run_nve_protocol(student, "water:1", replace(fast, timestep_fs=0.25), tmp_path / "b", show_progress=False)
+    run_nve_protocol(student, "ethanol", fast, tmp_path / "c", show_progress=False)
+    with pytest.raises(ConfigError, match="different settings: timestep_fs"):
+        merge_outputs([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    with pytest.raises(ConfigError, match="more than one part: ethanol"):
+        merge_outputs([tmp_path / "a", tmp_path / "c"], tmp_path / "m")
+    with pytest.raises(ConfigError, match="at least two"):
+        merge_outputs([tmp_path / "a"], tmp_path / "m")
+    with pytest.raises(ConfigError, match="is one of the parts"):
+        merge_outputs([tmp_path / "a", tmp_path / "b"], tmp_path / "a")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="found none"):
+        merge_outputs([tmp_path / "a", tmp_path / "empty"], tmp_path / "m")
+
+
+def test_merge_joins_stability_parts(student, tmp_path):
+    from openmm_distill.protocols.merge import merge_outputs
+
+    settings = StabilitySettings(temperatures_k=(300.0,), length_ps=0.02, watchdog_interval_steps=10,
+                                 frame_interval_fs=10.0)
+    parts = [run_stability_protocol(student, system, settings, tmp_path / system, show_progress=False) for system in ("ethanol", "formamide")]
+    out = merge_outputs([p.output_dir for p in parts], tmp_path / "merged")
+    assert [r["system"]["name"] for r in out.results["systems"]] == ["ethanol", "formamide"]
+    assert out.results["all_survived"] == all(p.results["all_survived"] for p in parts)
+    assert out.results["settings"]["thresholds"]["max_bond_deviation_angstrom"] == 0.5
+    assert "| ethanol | 9 | 300 |" in out.summary and "| formamide | 6 | 300 |" in out.summary
+    assert _load(tmp_path / "merged" / "stability.json")["merged_from"] == [str(p.output_dir) for p in parts]

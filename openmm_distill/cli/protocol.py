@@ -21,6 +21,11 @@ examples:
   openmm-distill protocol accuracy --student tiny --dataset data/test.h5
   openmm-distill protocol stability --student tiny --temperatures 300,500 --length-ps 10
   openmm-distill protocol report --student tiny --split test --max-systems 5
+
+a whole split in parts (array-job tasks, or batches on a small machine), then one table:
+  openmm-distill protocol nve --student original --split test --full --shard 0/4 -o runs/nve/part0
+  ...                                                                  --shard 3/4 -o runs/nve/part3
+  openmm-distill protocol merge runs/nve/part0 runs/nve/part1 runs/nve/part2 runs/nve/part3 -o runs/nve/all
 """
 
 PROTOCOL_HELP = {
@@ -30,6 +35,7 @@ PROTOCOL_HELP = {
     "stability": "NVT Langevin at several temperatures under a watchdog; time to failure, DCD, mdtraj analysis",
     "report": "all four protocols, a verdict per system, and the model card's Validation section",
 }
+MERGE_HELP = "join the output folders of NVE or stability runs made in parts (--shard, batches) into one"
 
 
 # A split holds dozens of molecules; quick runs take the first few.
@@ -133,6 +139,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--jobs", type=_positive_int, default=1,
                            help="systems simulated at once, one process and one thread each (default 1); "
                                 "e.g. --split test --full --jobs 16 on a 16-core machine")
+            p.add_argument("--shard", metavar="I/N",
+                           help="run only systems I, I+N, I+2N, ... of the list (0-based), e.g. one array-job "
+                                "task; join the parts' folders with `openmm-distill protocol merge`")
         if name == "nve":
             _nve_options(p)
         elif name == "stability":
@@ -149,6 +158,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="teachers timed in the report, or 'none' (default gfn2-xtb,orb-v2)")
             g.add_argument("--no-model-card", action="store_true", help="do not update <student>.md")
             g.add_argument("--model-card", help="model card to update (default <student>.md next to the student)")
+    p = sub.add_parser("merge", help=MERGE_HELP, description=MERGE_HELP + ". The parts must have measured the "
+                       "same student with the same settings, and no system twice. Writes <protocol>.json and "
+                       "summary.md; per-system files stay in the parts' folders.")
+    p.add_argument("folders", nargs="+", metavar="FOLDER", help="output folders of the parts")
+    p.add_argument("-o", "--output", required=True, help="folder for the merged JSON and summary")
 
 
 # -- args -> settings (shared with the scripts in protocols/) --------------------------------------
@@ -215,6 +229,13 @@ def run(args: argparse.Namespace) -> int:
     from openmm_distill.protocols import common
     from openmm_distill.protocols.throughput import FULL_SYSTEMS, QUICK_SYSTEMS
 
+    if args.protocol == "merge":
+        from openmm_distill.protocols.merge import merge_outputs
+
+        out = merge_outputs(args.folders, args.output)
+        print(out.summary)
+        print(f"\nwrote {out.json_path} and {out.output_dir / 'summary.md'}")
+        return 0
     limit_threads(args.threads)
     if args.split and args.max_systems is None and not args.full:
         args.max_systems = QUICK_SPLIT_LIMIT + len(common.split_list(args.systems))
@@ -228,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
         out = protocols.run_throughput_protocol(students, systems, throughput_settings(args), args.output, **kw)
     else:
         systems = common.system_specs(args.systems, args.split, args.max_systems)
+        if getattr(args, "shard", None):
+            from openmm_distill.data.labelling import shard_items
+
+            systems = shard_items(systems, args.shard)
         if name == "nve":
             out = protocols.run_nve_protocol(args.student, systems, nve_settings(args), args.output, jobs=args.jobs,
                                              **kw)

@@ -286,20 +286,20 @@ def _write_series_csv(path: Path, series: EnergySeries) -> Path:
     return path
 
 
-def summarize_nve(results: Sequence[NVEResult], settings: NVESettings, model_name: str) -> str:
-    """Markdown summary: one row per system with drift, fluctuation and pass/fail."""
+def summarize_nve(records: Sequence[Dict[str, Any]], settings: NVESettings, model_name: str) -> str:
+    """Markdown summary from per-system records (:meth:`NVEResult.as_dict`, as in ``nve.json``)."""
     rows = []
-    for r in results:
-        a = r.analysis
-        verdict = "PASS" if r.passed else ("skipped" if r.status == "skipped" else "FAIL")
-        rows.append([r.system["name"], r.system["n_atoms"],
-                     None if a is None else a.drift_mev_per_atom_per_ps,
-                     None if a is None else a.relative_drift_percent,
-                     None if a is None else a.total_energy_std_mev_per_atom,
-                     None if a is None else a.max_excursion_mev_per_atom,
-                     None if a is None else a.mean_temperature_k, verdict,
-                     "; ".join(a.reasons) if a is not None and a.reasons else r.message])
-    platform = next((r.platform for r in results if r.platform), {})
+    for r in records:
+        a = r["analysis"]
+        verdict = "PASS" if r["passed"] else ("skipped" if r["status"] == "skipped" else "FAIL")
+        rows.append([r["system"]["name"], r["system"]["n_atoms"],
+                     None if a is None else a["drift_mev_per_atom_per_ps"],
+                     None if a is None else a["relative_drift_percent"],
+                     None if a is None else a["total_energy_std_mev_per_atom"],
+                     None if a is None else a["max_excursion_mev_per_atom"],
+                     None if a is None else a["mean_temperature_k"], verdict,
+                     "; ".join(a["reasons"]) if a is not None and a["reasons"] else r["message"]])
+    platform = next((r["platform"] for r in records if r["platform"]), {})
     lines = [
         f"# NVE energy conservation: {model_name}", "",
         f"Thermalised {settings.equilibration_ps:g} ps with Langevin dynamics at {settings.temperature_k:g} K "
@@ -358,4 +358,4 @@ def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] 
                "environment": common.environment_info(),
                "all_passed": bool(results) and all(r.passed for r in results),
                "systems": [r.as_dict() for r in results]}
-    return common.finish("nve", output_dir, payload, summarize_nve(results, settings, name), files)
+    return common.finish("nve", output_dir, payload, summarize_nve(payload["systems"], settings, name), files)

@@ -501,22 +501,23 @@ def run_stability(model: ModelLike, system: Union[str, MolecularSystem], setting
     return result
 
 
-def summarize_stability(results: Sequence[StabilityResult], settings: StabilitySettings, model_name: str) -> str:
-    """Markdown summary: one row per system and temperature."""
+def summarize_stability(records: Sequence[Dict[str, Any]], settings: StabilitySettings, model_name: str) -> str:
+    """Markdown summary, one row per system and temperature, from records (:meth:`StabilityResult.as_dict`)."""
     t = settings.thresholds
     rows = []
-    for r in results:
-        if r.status != "ok":
-            rows.append([r.system["name"], r.system["n_atoms"], "—", "skipped", None, None, None, None, r.message])
+    for r in records:
+        if r["status"] != "ok":
+            rows.append([r["system"]["name"], r["system"]["n_atoms"], "—", "skipped", None, None, None, None,
+                         r["message"]])
             continue
-        for run in r.runs:
-            a = run.analysis or {}
-            rows.append([r.system["name"], r.system["n_atoms"], f"{run.temperature_k:g}",
-                         "survived" if run.survived else "FAILED",
-                         run.simulated_ps if run.survived else run.time_to_failure_ps,
+        for run in r["runs"]:
+            a = run["analysis"] or {}
+            rows.append([r["system"]["name"], r["system"]["n_atoms"], f"{run['temperature_k']:g}",
+                         "survived" if run["survived"] else "FAILED",
+                         run["simulated_ps"] if run["survived"] else run["time_to_failure_ps"],
                          a.get("rmsd_max_angstrom"), a.get("bond_length_max_deviation_angstrom"),
-                         run.steps_per_second, "; ".join(run.failure_reasons)])
-    platform = next((r.platform for r in results if r.platform), {})
+                         run["steps_per_second"], "; ".join(run["failure_reasons"])])
+    platform = next((r["platform"] for r in records if r["platform"]), {})
     lines = [
         f"# NVT stability: {model_name}", "",
         f"Langevin dynamics (`LangevinMiddleIntegrator`, friction {settings.friction_per_ps:g}/ps, "
@@ -560,4 +561,4 @@ def run_stability_protocol(model: ModelLike, systems: Union[None, str, Sequence[
                "all_survived": bool(results) and all(r.survived() for r in results),
                "systems": [r.as_dict() for r in results]}
     return common.finish("stability", output_dir, payload,
-                         summarize_stability(results, settings, common.model_label(model)), files)
+                         summarize_stability(payload["systems"], settings, common.model_label(model)), files)
