@@ -558,6 +558,13 @@ def test_merge_refuses_parts_that_do_not_belong_together(student, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="found none"):
         merge_outputs([tmp_path / "a", tmp_path / "empty"], tmp_path / "m")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "nve.json").write_text('{"protocol": "nve", "sys')  # a part killed while writing
+    with pytest.raises(ConfigError, match="not readable JSON"):
+        merge_outputs([tmp_path / "a", tmp_path / "cut"], tmp_path / "m")
+    (tmp_path / "cut" / "nve.json").write_text('{"protocol": "nve"}')
+    with pytest.raises(ConfigError, match="lacks model, settings, systems"):
+        merge_outputs([tmp_path / "a", tmp_path / "cut"], tmp_path / "m")
 
 
 def test_merge_joins_stability_parts(student, tmp_path):

@@ -46,16 +46,12 @@ def _training_data_line(cfg: dict) -> str:
         path = path.relative_to(Path.cwd())
     if not path.is_file():
         return f"- Training file: `{path}` (not present here to describe).\n"
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["molecule_names"][()]]
-        n_structures = int(f.attrs["n_structures"])
     from collections import Counter
 
     from openmm_distill.data.store import LabelledDataset
 
     with LabelledDataset(str(path)) as ds:
+        names, n_structures = ds.molecule_names, len(ds)
         methods = Counter(str(p.get("method", "?")) for p in ds.provenance)
     analogues = sum("_analogue" in n for n in names)
     by_method = ", ".join(f"{m} {n:,}" for m, n in methods.most_common())

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -73,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from openmm_distill.data.exploration import ExplorationSettings, explore, write_frames
     from openmm_distill.data.labelling import label
+    from openmm_distill.pipeline.stages import file_sha256
 
     if os.path.exists(args.output) and not args.overwrite:
         raise ConfigError(f"{args.output} already exists; pass --overwrite to replace it")
@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     runs_path, frames_path = f"{root}.runs.json", f"{root}.frames.json.gz"
     # What the frames depend on; a cache made otherwise is not reused. JSON round trip: tuples become lists.
     header = json.loads(json.dumps({
-        "student": args.student, "student_sha256": _file_sha256(args.student),
+        "student": args.student,
+        # A shipped student's name has no file here to hash; its version is the package's.
+        "student_sha256": file_sha256(args.student) if os.path.isfile(args.student) else None,
         "settings": {k: v for k, v in vars(settings).items() if k != "thresholds"},
         "molecules": [list(m) for m in molecules]}))
     geometries = _cached_frames(frames_path, header) if args.resume else None
@@ -113,17 +115,6 @@ def run(args: argparse.Namespace) -> int:
     # The labelled file holds every frame now; the cache has done its job.
     os.remove(frames_path)
     return 0
-
-
-def _file_sha256(path: str) -> Optional[str]:
-    """Content hash of a compiled student file; None for a shipped student's name."""
-    if not os.path.isfile(path):
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cached_frames(path: str, header: dict) -> Optional[list]:

@@ -54,8 +54,15 @@ def _read_part(folder: Path) -> Dict[str, Any]:
     if len(found) != 1:
         raise ConfigError(f"{folder}: expected one of {', '.join(f'{n}.json' for n in MERGEABLE)} "
                           f"(the output folder of an NVE or stability run), found {len(found) or 'none'}")
-    with open(found[0]) as handle:
-        return json.load(handle)
+    try:
+        with open(found[0]) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{found[0]} is not readable JSON ({err}); rerun that part") from err
+    missing = [k for k in ("protocol", "model", "settings", "systems") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ConfigError(f"{found[0]} lacks {', '.join(missing)}: not written by an openmm-distill protocol")
+    return data
 
 
 def _differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
@@ -80,7 +87,6 @@ def merge_outputs(folders: Sequence[Union[str, Path]], output_dir: Union[str, Pa
     parts = [_read_part(f) for f in folders]
     first, first_folder = parts[0], folders[0]
     protocol = first["protocol"]
-    local = {k: first["model"].get(k) for k in _LOCAL_MODEL_FIELDS}
     for folder, part in zip(folders[1:], parts[1:]):
         if part["protocol"] != protocol:
             raise ConfigError(f"{folder} holds {part['protocol']} results, {first_folder} {protocol} results; "
@@ -98,7 +104,7 @@ def merge_outputs(folders: Sequence[Union[str, Path]], output_dir: Union[str, Pa
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"systems measured in more than one part: {', '.join(repeated)}")
-    label = local["name"] or Path(str(local["path"])).stem
+    label = first["model"].get("name") or Path(str(first["model"].get("path"))).stem
     summary, verdict = MERGEABLE[protocol](records, first["settings"], label)
     summary += (f"\n\nMerged from {len(folders)} runs ({len(records)} systems); their per-system files stay in: "
                 + ", ".join(f"`{f}`" for f in folders) + ".")
