@@ -1,9 +1,11 @@
 """Student speed through OpenMM vs the Orb-v2 architecture, measured side by side in one run.
 
-Prints, for each preset at ~20, ~100, ~1,000 and ~5,000 atoms:
-  * bare call: the compiled module's energy + autograd forces, called from Python;
-  * OpenMM force call: setPositions + getState(forces) on the CPU platform (TorchForce);
+Prints, for each preset and backend at ~20, ~100, ~1,000 and ~5,000 atoms:
+  * bare call: the module's energy + autograd forces, called from Python;
+  * OpenMM force call: setPositions + getState(forces) on the CPU platform;
   * MD step: VerletIntegrator step on the CPU platform;
+with two backends: ``torch`` (the TorchScript file in openmm-torch's TorchForce) and
+``inductor`` (a PythonForce calling the same weights compiled by TorchInductor);
 and the Orb-v2 architecture (random weights, the real teacher code path) per force
 call at 20 and 100 atoms, plus GFN2-xTB for reference. Writes JSON beside this file.
 
@@ -32,6 +34,8 @@ import openmm
 from openmm import unit
 
 from openmm_distill.export import compile_student, load_compiled
+from openmm_distill.export.torchscript import module_to_bytes
+from openmm_distill.openmm_integration.inductor_backend import InductorStudentComputation
 from openmm_distill.models import build_student, count_parameters, preset_names
 from openmm_distill.teachers.orb_v2 import random_orb_v2_checkpoint
 from openmm_distill.systems import structure_from_smiles, structure_to_openmm_topology, water_box
@@ -79,10 +83,22 @@ def systems():
     return out
 
 
-def student_calls(path, z, pos_nm, box_nm, topology) -> Dict[str, Callable[[], None]]:
-    """Bare call, OpenMM force call and one MD step of a compiled student on one system."""
-    module, _ = load_compiled(path)
+def bound_module(path, z, box_nm, backend: str):
+    """The module a backend calls: the TorchScript file, or its network compiled by TorchInductor."""
+    module, meta = load_compiled(path)
     module.set_atoms(torch.tensor(z), None)
+    if backend == "inductor":
+        return InductorStudentComputation(module_to_bytes(module), box_nm is not None, meta, "cpu").module
+    return module
+
+
+def row_name(preset: str, backend: str) -> str:
+    return preset if backend == "torch" else f"{preset} ({backend})"
+
+
+def student_calls(path, z, pos_nm, box_nm, topology, backend: str = "torch") -> Dict[str, Callable[[], None]]:
+    """Bare call, OpenMM force call and one MD step of a compiled student on one system."""
+    module = bound_module(path, z, box_nm, backend)
     pos_t = torch.tensor(pos_nm, dtype=torch.float32)
     box_t = None if box_nm is None else torch.tensor(box_nm, dtype=torch.float32)
 
@@ -91,7 +107,7 @@ def student_calls(path, z, pos_nm, box_nm, topology) -> Dict[str, Callable[[], N
         e = module(p, box_t)
         torch.autograd.grad(e, p)
 
-    system = od.create_system(topology, path)
+    system = od.create_system(topology, path, backend=backend)
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.5 * unit.femtosecond), openmm.Platform.getPlatformByName("CPU"))
     if box_nm is not None:
         ctx.setPeriodicBoxVectors(*box_nm)
@@ -131,6 +147,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for students and Orb-v2 alike (default 1: on a 2-core machine "
                              "shared with other work, one thread per process is fastest and least noisy)")
+    parser.add_argument("--backends", default="torch,inductor",
+                        help="OpenMM backends to time: torch (TorchForce) and/or inductor (PythonForce running the "
+                             "network compiled by TorchInductor; compiles for about a minute first)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results") / "student_speed.json"))
     args = parser.parse_args(argv)
     min_time = 0.5 if args.quick else 2.0  # seconds of samples per timed call
@@ -139,6 +158,11 @@ def main(argv=None) -> int:
                "students": {}, "teachers": {}}
     structures = systems()
     presets = args.presets.split(",")
+    backends = args.backends.split(",")
+    bad = [b for b in backends if b not in ("torch", "inductor")]
+    if bad:
+        parser.error(f"--backends {','.join(bad)}: choose from torch, inductor")
+    rows = [row_name(p, b) for p in presets for b in backends]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = {}
@@ -147,7 +171,9 @@ def main(argv=None) -> int:
             model = build_student(preset)
             paths[preset] = tmp / f"{preset}.pt"
             compile_student(model, paths[preset], preset=preset)
-            results["students"][preset] = {"parameters": count_parameters(model), "systems": {}}
+            for backend in backends:
+                results["students"][row_name(preset, backend)] = {"parameters": count_parameters(model),
+                                                                  "backend": backend, "systems": {}}
         orb_ckpt = random_orb_v2_checkpoint(tmp / "orb_v2_random.ckpt")
         for k, (name, z, pos, box, top) in enumerate(structures):
             if args.max_atoms is not None and len(z) > args.max_atoms:
@@ -157,42 +183,43 @@ def main(argv=None) -> int:
             for preset in presets:
                 if k >= 2 and args.large_presets is not None and preset not in args.large_presets.split(","):
                     continue
-                for what, fn in student_calls(paths[preset], z, pos, box, top).items():
-                    calls[f"{preset}|{what}"] = fn
+                for backend in backends:
+                    for what, fn in student_calls(paths[preset], z, pos, box, top, backend).items():
+                        calls[f"{row_name(preset, backend)}|{what}"] = fn
             if k < 2:
                 calls["teacher|orb_v2_ms"] = teacher_call("orb-v2", z, pos, weights_path=str(orb_ckpt))
                 calls["teacher|gfn2_xtb_ms"] = teacher_call("gfn2-xtb", z, pos)
             timings = interleaved(calls, min_time)
-            for preset in presets:
-                r = {what: 1e3 * timings[f"{preset}|{what}"] for what in ("bare_call_ms", "openmm_force_call_ms", "md_step_ms")
-                     if f"{preset}|{what}" in timings}
+            for row in rows:
+                r = {what: 1e3 * timings[f"{row}|{what}"] for what in ("bare_call_ms", "openmm_force_call_ms", "md_step_ms")
+                     if f"{row}|{what}" in timings}
                 if not r:
                     continue
                 r["atoms"] = int(len(z))
-                results["students"][preset]["systems"][name] = r
-                print(f"{preset:>10} {name:>14} {len(z):>6} atoms  bare {r['bare_call_ms']:8.2f} ms  "
+                results["students"][row]["systems"][name] = r
+                print(f"{row:>19} {name:>14} {len(z):>6} atoms  bare {r['bare_call_ms']:8.2f} ms  "
                       f"OpenMM force {r['openmm_force_call_ms']:8.2f} ms  MD step {r['md_step_ms']:8.2f} ms", flush=True)
             if k < 2:
                 results["teachers"][name] = {"atoms": int(len(z)),
                                              "orb_v2_ms": 1e3 * timings["teacher|orb_v2_ms"],
                                              "gfn2_xtb_ms": 1e3 * timings["teacher|gfn2_xtb_ms"]}
                 t = results["teachers"][name]
-                print(f"{'teachers':>10} {name:>14} {len(z):>6} atoms  Orb-v2 {t['orb_v2_ms']:8.1f} ms  "
+                print(f"{'teachers':>19} {name:>14} {len(z):>6} atoms  Orb-v2 {t['orb_v2_ms']:8.1f} ms  "
                       f"GFN2-xTB {t['gfn2_xtb_ms']:8.1f} ms", flush=True)
 
     print("\nSummary (targets from issue #2)")
-    for preset, data in results["students"].items():
+    for row, data in results["students"].items():
         s = data["systems"]
         names = list(s)
         for name in names[:2]:
             t = results["teachers"][name]
-            print(f"  {preset:>10} {name:>14}: {t['orb_v2_ms'] / s[name]['openmm_force_call_ms']:6.1f}x faster than "
+            print(f"  {row:>19} {name:>14}: {t['orb_v2_ms'] / s[name]['openmm_force_call_ms']:6.1f}x faster than "
                   f"Orb-v2 per force call, {t['gfn2_xtb_ms'] / s[name]['md_step_ms']:5.1f}x vs GFN2-xTB per MD step")
         overhead = [s[n]["md_step_ms"] / s[n]["bare_call_ms"] for n in names]
-        print(f"  {preset:>10} MD step / bare call: " + ", ".join(f"{o:.2f}" for o in overhead))
+        print(f"  {row:>19} MD step / bare call: " + ", ".join(f"{o:.2f}" for o in overhead))
         if len(names) == 4:
             per_atom = [s[n]["md_step_ms"] / s[n]["atoms"] for n in names]
-            print(f"  {preset:>10} per-atom cost (MD step) 5,000 vs 1,000 atoms: {per_atom[3] / per_atom[2]:.2f}x")
+            print(f"  {row:>19} per-atom cost (MD step) 5,000 vs 1,000 atoms: {per_atom[3] / per_atom[2]:.2f}x")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=1))
     print(f"\nwrote {args.output}")

@@ -11,6 +11,7 @@ import openmm
 from openmm import app, unit
 
 from openmm_distill.ase_calculator import StudentCalculator
+from openmm_distill.openmm_integration.system import student_backends
 from openmm_distill.errors import BoxTooSmallError, InvalidPositionsError, UnsupportedElementError
 from tests.conftest import available_test_platforms, water_box
 
@@ -245,3 +246,60 @@ def test_five_thousand_atom_water_box_runs(tmp_path):
     system = od.create_system(top, path)
     e, f = energy_forces(context_for(system, positions, "CPU"))
     assert np.isfinite(e) and np.isfinite(f).all() and np.abs(f).max() > 0
+
+
+def test_eager_twin_of_a_compiled_student_computes_the_same(student64, aspirin):
+    """export.eager rebuilds the network in plain PyTorch (for rebuild and the inductor backend), atoms bound."""
+    from openmm_distill.export.eager import eager_deployed
+
+    z, pos, top = aspirin
+    subset = torch.arange(3, len(z))  # an ML region that is not the whole System: the indices must carry over
+    module = od.load_student(student64).bound_module(z[3:], subset.tolist())
+    twin = eager_deployed(module, od.load_student(student64).metadata)
+    assert twin.indices.tolist() == subset.tolist()
+    energies = []
+    for m in (module, twin):
+        p = torch.tensor(pos, dtype=torch.float64, requires_grad=True)
+        e = m(p, None)
+        energies.append((float(e.detach()), torch.autograd.grad(e, p)[0]))
+    assert energies[1][0] == pytest.approx(energies[0][0], rel=1e-12)
+    torch.testing.assert_close(energies[1][1], energies[0][1], rtol=1e-10, atol=1e-10)
+    assert float(energies[0][1][:3].abs().max()) == 0.0  # atoms outside the region feel nothing
+
+
+@pytest.mark.slow
+def test_inductor_backend_agrees_with_torchforce(student32, aspirin, tmp_path):
+    """TorchInductor-compiled network in a PythonForce: same energies and forces as TorchForce, in a
+    molecule and in a periodic box (cell list), and after an XML round trip of the System."""
+    z, pos, top = aspirin
+    e_t, f_t = energy_forces(context_for(od.create_system(top, student32, backend="torch"), pos, "CPU"))
+    system = od.create_system(top, student32, backend="inductor")
+    assert student_backends(system) == ["inductor"]
+    e_i, f_i = energy_forces(context_for(system, pos, "CPU"))
+    assert e_i == pytest.approx(e_t, rel=1e-6)
+    np.testing.assert_allclose(f_i, f_t, atol=1e-2 * max(1.0, np.abs(f_t).max() / 100))
+    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+    e_c, f_c = energy_forces(context_for(copy, pos, "CPU"))
+    assert e_c == pytest.approx(e_i, rel=1e-7)
+    np.testing.assert_allclose(f_c, f_i, atol=1e-4 * max(1.0, np.abs(f_i).max()))
+
+    top, pos, _ = water_box(1.6)  # ~400 atoms: above the all-pairs size, so the cell list runs
+    results = []
+    for backend in ("torch", "inductor"):
+        ctx = context_for(od.create_system(top, student32, backend=backend), pos, "CPU")
+        ctx.setPeriodicBoxVectors(*top.getPeriodicBoxVectors())
+        results.append(energy_forces(ctx))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-2 * max(1.0, np.abs(results[0][1]).max() / 100))
+
+
+def test_inductor_backend_without_a_compiler_says_so(student32, tmp_path):
+    """No C++ compiler: the error comes when the Force is made, names the need and the other backends."""
+    code = ("import openmm_distill as od\n"
+            "from openmm_distill.systems_access import load_topology_and_positions\n"
+            "top, pos = load_topology_and_positions('ethanol')\n"
+            f"od.create_system(top, {str(student32)!r}, backend='inductor')\n")
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    assert out.returncode != 0
+    assert "backend='inductor' needs a C++ compiler" in out.stderr and "backend='torch' or 'python'" in out.stderr

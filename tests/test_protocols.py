@@ -127,6 +127,7 @@ def test_nve_of_harmonic_oscillators_conserves_energy():
     assert a.n_samples == 1 + 2000 // 4  # 1 ps of 0.5 fs steps, a sample every 4 steps
     assert 100 < a.mean_temperature_k < 700  # thermalised at 300 K; 24 degrees of freedom fluctuate a lot
     assert result.platform["platform"] == "Reference" and result.platform["precision"] == "double"
+    assert "backend" not in result.platform  # a classical System: no student force to name
 
 
 def test_nve_energy_series_detects_a_heat_source():
@@ -345,6 +346,7 @@ def test_nve_protocol_writes_files(student, tmp_path):
     assert {"drift_mev_per_atom_per_ps", "relative_drift_percent", "total_energy_std_mev_per_atom",
             "max_excursion_mev_per_atom"} <= set(record["analysis"])
     assert record["platform"]["platform"] and "precision" in record["platform"]
+    assert record["platform"]["backend"] == "torch"  # the default; a merged sweep shows which parts used which
     assert data["model"]["preset"] == "ultra-tiny" and data["settings"]["timestep_fs"] == 0.5
     assert "| ethanol | 9 |" in out.summary
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from openmm_distill.errors import ConfigError
+from openmm_distill.export.eager import eager_model
 from openmm_distill.export.torchscript import _DTYPES, compile_student, load_compiled, verify_agreement
 
 # Written afresh by compile_student for the new file; everything else (training config,
@@ -30,17 +31,12 @@ def rebuild_compiled(source: str | os.PathLike, output_path: str | os.PathLike,
     Raises :class:`~openmm_distill.errors.IncompatibleFileError` if ``source`` is not
     a compiled student.
     """
-    from openmm_distill.models.registry import build_model
-
     old, meta = load_compiled(source)
     own_dtype = meta.get("dtype", "float32")
     if dtype is not None and dtype != own_dtype:
         raise ConfigError(f"dtype {dtype!r}: {str(source)!r} is a compiled {own_dtype} student and is rebuilt as "
                           f"{own_dtype}; compile its checkpoint to change the arithmetic")
-    model = build_model(meta["architecture"], meta["elements"], **meta["hyperparameters"])
-    if own_dtype == "float64":
-        model = model.double()  # before loading, or the float64 weights would be rounded through float32
-    model.load_state_dict(old.model.state_dict())
+    model = eager_model(old, meta)
     carried = {k: v for k, v in meta.items() if k not in _REGENERATED}
     carried["rebuilt_from"] = {"path": str(source), "package_version": meta.get("package_version"),
                                "created": meta.get("created")}

@@ -51,13 +51,20 @@ class StudentComputation:
         self.__init__(state["module_bytes"], state["periodic"], state["device"])
 
 
+def python_force(computation: StudentComputation, periodic: bool, label: str) -> openmm.PythonForce:
+    """Wrap a student computation in an ``openmm.PythonForce`` (shared by the python and inductor backends)."""
+    if not hasattr(openmm, "PythonForce"):
+        raise ImportError(f"{label} needs OpenMM >= 8.6 (openmm.PythonForce); this is OpenMM {openmm.__version__}")
+    force = openmm.PythonForce(computation)
+    force.setUsesPeriodicBoundaryConditions(bool(periodic))
+    return force
+
+
 def make_python_force(student: CompiledStudent, atomic_numbers: Sequence[int], indices: Optional[Sequence[int]],
                       periodic: bool, device: Optional[str] = None) -> openmm.PythonForce:
     """An ``openmm.PythonForce`` evaluating ``student`` on the given particles."""
-    if not hasattr(openmm, "PythonForce"):
-        raise ImportError(f"backend='python' needs OpenMM >= 8.6 (openmm.PythonForce); this is OpenMM {openmm.__version__}")
     module = student.bound_module(atomic_numbers, indices)
-    force = openmm.PythonForce(StudentComputation(module_to_bytes(module), bool(periodic), device))
-    force.setUsesPeriodicBoundaryConditions(bool(periodic))
+    force = python_force(StudentComputation(module_to_bytes(module), bool(periodic), device), periodic,
+                         "backend='python'")
     force.setName(f"openmm-distill student {student.name} (PythonForce)")
     return force

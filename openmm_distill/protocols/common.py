@@ -26,6 +26,7 @@ from openmm import app, unit
 
 import openmm_distill as od
 from openmm_distill.openmm_integration.platforms import describe_platform
+from openmm_distill.openmm_integration.system import student_backends
 
 # Systems the quick protocols run on when none are given: every ready-made
 # structure of a small molecule in systems/structures (all in the test split).
@@ -324,6 +325,9 @@ def platform_info(simulation_or_context, model: Optional[ModelLike] = None) -> D
         info["note"] = "Reference platform: double precision throughout (slow)"
     else:
         info["note"] = f"{name} platform, precision {info.get('precision')}"
+    backends = student_backends(context.getSystem())
+    if backends:
+        info["backend"] = ", ".join(sorted(set(backends)))
     if model is not None and not isinstance(model, openmm.System):
         info["student_dtype"] = od.load_student(model).metadata.get("dtype")
     threads = context.getPlatform().getPropertyValue(context, "Threads") if name == "CPU" else None
@@ -339,6 +343,8 @@ def platform_sentence(info: Dict[str, Any]) -> str:
     text = f"Platform: {info.get('platform', '?')}, precision: {info.get('precision', '?')}"
     if info.get("student_dtype"):
         text += f"; student module dtype {info['student_dtype']}"
+    if info.get("backend"):
+        text += f"; backend {info['backend']}"
     return text + "."
 
 
