@@ -149,7 +149,7 @@ def main(argv=None) -> int:
                              "shared with other work, one thread per process is fastest and least noisy)")
     parser.add_argument("--backends", default="torch,inductor",
                         help="OpenMM backends to time: torch (TorchForce) and/or inductor (PythonForce running the "
-                             "network compiled by TorchInductor; compiles for about a minute first)")
+                             "network compiled by TorchInductor; compiles for 20 s to 2 min first)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results") / "student_speed.json"))
     args = parser.parse_args(argv)
     min_time = 0.5 if args.quick else 2.0  # seconds of samples per timed call

@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--platform", default=None, help="OpenMM platform (default: best available)")
     parser.add_argument("--backend", default="torch", choices=["torch", "python", "inductor"],
                         help="TorchForce, PythonForce, or PythonForce with the network compiled by TorchInductor "
-                             "(about 2x faster on CPU; compiles for about a minute first)")
+                             "(about 2x faster on CPU; compiles for 20 s to 2 min first)")
     parser.add_argument("--workdir", default="runs/demo", help="where a freshly compiled student goes")
 
 

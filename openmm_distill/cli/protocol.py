@@ -77,7 +77,7 @@ def _common(p: argparse.ArgumentParser, *, multi_student: bool = False) -> None:
                    help="CUDA/OpenCL precision (default mixed; CPU forces are single precision regardless)")
     p.add_argument("--backend", default="torch", choices=["torch", "python", "inductor"],
                    help="TorchForce, PythonForce, or PythonForce with the network compiled by TorchInductor "
-                        "(about 2x faster on CPU; compiles for about a minute first)")
+                        "(about 2x faster on CPU; compiles for 20 s to 2 min first)")
     p.add_argument("--threads", type=int, help="CPU threads for torch and OpenMP (set 1 on a busy shared machine)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

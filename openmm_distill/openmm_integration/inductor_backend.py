@@ -5,9 +5,9 @@ TorchInductor, which fuses the network's many small operations into generated
 C++ (CPU) or Triton (GPU) kernels. On a CPU this is about twice as fast as the
 TorchScript interpreter at 20-100 atoms (``benchmarks/student_speed.py``).
 
-The price is compilation on the first force call of a process: about a minute
-on a 2-core CPU, then seconds once TorchInductor's on-disk cache is warm (it
-lives in ``$TORCHINDUCTOR_CACHE_DIR``, by default under the temporary folder).
+The price is compilation on the first force call of a process: 1-2 minutes on
+a 2-core CPU, about 20 s (tracing only) once TorchInductor's on-disk cache holds
+the kernels (``$TORCHINDUCTOR_CACHE_DIR``, by default under the temporary folder).
 Shapes are compiled as dynamic, so the changing number of neighbour pairs does
 not trigger recompilation. Only the network is compiled: the neighbour search has
 data-dependent shapes and stays as it is.

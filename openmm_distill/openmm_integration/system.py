@@ -53,7 +53,7 @@ def add_student_force(
     atoms : particle indices of the ML region; default all particles
     backend : "torch" (openmm-torch TorchForce), "python" (openmm.PythonForce, any torch) or
         "inductor" (openmm.PythonForce running the network compiled by torch.compile: about 2x
-        faster on CPU, after about a minute of compilation on the first force call of a process)
+        faster on CPU, after 20 s to 2 min of compilation on the first force call of a process)
     periodic : use periodic boundary conditions; default: whether the System has a
         periodic default box (``topology.getPeriodicBoxVectors()`` set) or other periodic forces
     cuda_graphs : TorchForce's ``useCUDAGraphs`` on the CUDA platform
