@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
+from openmm_distill.export.eager import check_cpp_compiler, inductor_deployed
 from openmm_distill.export.student import CompiledStudent, load_student
 from openmm_distill.openmm_integration.checks import check_box, check_positions
 from openmm_distill.units import ANGSTROM_TO_NM, KJ_PER_MOL_TO_EV, NM_TO_ANGSTROM
@@ -19,6 +20,8 @@ class StudentCalculator(Calculator):
     ----------
     student : shipped student name, path of a compiled file, or :class:`CompiledStudent`
     device : torch device, default CUDA when available
+    inductor : run the network compiled by TorchInductor (``torch.compile``): about 2x faster
+        on a CPU from ~100 atoms up, after 20 s to 2 min of compilation on the first call
 
     Energies in eV, forces in eV/Angstrom (ASE units). Periodic cells must be in
     OpenMM's reduced (lower-triangular) form and at least twice the cutoff wide.
@@ -26,16 +29,21 @@ class StudentCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, student, device: Optional[str] = None, **kwargs):
+    def __init__(self, student, device: Optional[str] = None, inductor: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.student: CompiledStudent = load_student(student)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.inductor = inductor
+        if inductor and self.device == "cpu":
+            check_cpp_compiler("inductor=True", "inductor=False")
         self._module = None
         self._bound_numbers: Optional[np.ndarray] = None
 
     def _module_for(self, numbers: np.ndarray):
         if self._module is None or self._bound_numbers is None or not np.array_equal(numbers, self._bound_numbers):
             self._module = self.student.bound_module(numbers, device=self.device)
+            if self.inductor:
+                self._module = inductor_deployed(self._module, self.student.metadata, self.device)
             self._bound_numbers = numbers.copy()
         return self._module
 

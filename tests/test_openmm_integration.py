@@ -271,6 +271,8 @@ def test_eager_twin_of_a_compiled_student_computes_the_same(student64, aspirin):
 def test_inductor_backend_agrees_with_torchforce(student32, aspirin, tmp_path):
     """TorchInductor-compiled network in a PythonForce: same energies and forces as TorchForce, in a
     molecule and in a periodic box (cell list), and after an XML round trip of the System."""
+    from ase import Atoms
+
     z, pos, top = aspirin
     e_t, f_t = energy_forces(context_for(od.create_system(top, student32, backend="torch"), pos, "CPU"))
     system = od.create_system(top, student32, backend="inductor")
@@ -283,6 +285,12 @@ def test_inductor_backend_agrees_with_torchforce(student32, aspirin, tmp_path):
     assert e_c == pytest.approx(e_i, rel=1e-7)
     np.testing.assert_allclose(f_c, f_i, atol=1e-4 * max(1.0, np.abs(f_i).max()))
 
+    # The ASE calculator's inductor option runs the same compiled network (eV and eV/A there).
+    atoms = Atoms(numbers=z, positions=pos * 10.0)
+    atoms.calc = StudentCalculator(student32, inductor=True)
+    assert atoms.get_potential_energy() == pytest.approx(e_t / 96.48533212331002, rel=1e-6)
+    np.testing.assert_allclose(atoms.get_forces(), f_t / 964.8533212331002, atol=1e-5 * max(1.0, np.abs(f_t).max() / 100))
+
     top, pos, _ = water_box(1.6)  # ~400 atoms: above the all-pairs size, so the cell list runs
     results = []
     for backend in ("torch", "inductor"):
@@ -294,12 +302,21 @@ def test_inductor_backend_agrees_with_torchforce(student32, aspirin, tmp_path):
 
 
 def test_inductor_backend_without_a_compiler_says_so(student32, tmp_path):
-    """No C++ compiler: the error comes when the Force is made, names the need and the other backends."""
+    """No C++ compiler: the error comes when the Force (or calculator) is made, and names the alternatives."""
     code = ("import openmm_distill as od\n"
+            "from openmm_distill.ase_calculator import StudentCalculator\n"
             "from openmm_distill.systems_access import load_topology_and_positions\n"
             "top, pos = load_topology_and_positions('ethanol')\n"
-            f"od.create_system(top, {str(student32)!r}, backend='inductor')\n")
+            "for make in (lambda: od.create_system(top, {path!r}, backend='inductor'),\n"
+            "             lambda: StudentCalculator({path!r}, inductor=True)):\n"
+            "    try:\n"
+            "        make()\n"
+            "    except RuntimeError as exc:\n"
+            "        print(exc)\n").format(path=str(student32))
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path))
-    assert out.returncode != 0
-    assert "backend='inductor' needs a C++ compiler" in out.stderr and "backend='torch' or 'python'" in out.stderr
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("backend='inductor' needs a C++ compiler") and "backend='torch' or 'python'" in lines[0]
+    assert lines[1].startswith("inductor=True needs a C++ compiler") and "inductor=False" in lines[1]
