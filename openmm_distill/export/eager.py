@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from openmm_distill.export.deployed import DeployedStudent
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from openmm_distill.export.torchscript import _DTYPES
 
 
 def eager_model(module: torch.jit.ScriptModule, meta: Dict[str, Any]) -> nn.Module:
