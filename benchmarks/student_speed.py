@@ -13,8 +13,8 @@ Everything measured on one system is timed in alternating blocks (see
 ``interleaved``), so the ratios printed at the end compare calls made in the
 same seconds, not minutes apart on a host whose speed drifts.
 
-    python benchmarks/student_speed.py              # all presets and sizes (~5 min)
-    python benchmarks/student_speed.py --quick      # fewer repetitions
+    python benchmarks/student_speed.py              # all presets, sizes and backends (~15-20 min)
+    python benchmarks/student_speed.py --quick      # fewer repetitions (~8 min)
 """
 from __future__ import annotations
 
