@@ -34,8 +34,7 @@ import openmm
 from openmm import unit
 
 from openmm_distill.export import compile_student, load_compiled
-from openmm_distill.export.torchscript import module_to_bytes
-from openmm_distill.openmm_integration.inductor_backend import InductorStudentComputation
+from openmm_distill.export.eager import inductor_deployed
 from openmm_distill.models import build_student, count_parameters, preset_names
 from openmm_distill.teachers.orb_v2 import random_orb_v2_checkpoint
 from openmm_distill.systems import structure_from_smiles, structure_to_openmm_topology, water_box
@@ -83,13 +82,11 @@ def systems():
     return out
 
 
-def bound_module(path, z, box_nm, backend: str):
+def bound_module(path, z, backend: str):
     """The module a backend calls: the TorchScript file, or its network compiled by TorchInductor."""
     module, meta = load_compiled(path)
     module.set_atoms(torch.tensor(z), None)
-    if backend == "inductor":
-        return InductorStudentComputation(module_to_bytes(module), box_nm is not None, meta, "cpu").module
-    return module
+    return inductor_deployed(module, meta, "cpu") if backend == "inductor" else module
 
 
 def row_name(preset: str, backend: str) -> str:
@@ -98,7 +95,7 @@ def row_name(preset: str, backend: str) -> str:
 
 def student_calls(path, z, pos_nm, box_nm, topology, backend: str = "torch") -> Dict[str, Callable[[], None]]:
     """Bare call, OpenMM force call and one MD step of a compiled student on one system."""
-    module = bound_module(path, z, box_nm, backend)
+    module = bound_module(path, z, backend)
     pos_t = torch.tensor(pos_nm, dtype=torch.float32)
     box_t = None if box_nm is None else torch.tensor(box_nm, dtype=torch.float32)
 

@@ -7,7 +7,7 @@ script only turns them into the Markdown between the `<!-- nve-start/end -->` an
     python docs/validation_tables.py \
         --nve runs/protocols/original_v5/nve_test/nve.json \
         --stability runs/protocols/original_v5/stability_500K_test/stability.json \
-        --test-molecules 64 --write
+        --write
 """
 from __future__ import annotations
 
@@ -21,9 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = [ROOT / "README.md", ROOT / "openmm_distill" / "students" / "original.md"]
 
 
+def backend_of(record) -> str:
+    """The backend that computed a system (records written before session 7 name none: they used torch)."""
+    return (record.get("platform") or {}).get("backend", "torch")
+
+
 def backends_used(records) -> str:
-    """'torch for 30, inductor for 12' (records written before session 7 name no backend: they used torch)."""
-    counts = Counter((r.get("platform") or {}).get("backend", "torch") for r in records)
+    """'`torch` for 30, `inductor` for 12'."""
+    counts = Counter(backend_of(r) for r in records)
     return ", ".join(f"`{b}` for {n}" for b, n in counts.most_common())
 
 
@@ -53,7 +58,7 @@ def stability_block(data, test_molecules: int) -> str:
             a = run["analysis"] or {}
             rows.append((r["system"]["name"], r["system"]["n_atoms"], run["survived"], run["time_to_failure_ps"],
                          a.get("rmsd_max_angstrom"), a.get("bond_length_max_deviation_angstrom"),
-                         "; ".join(run["failure_reasons"]), (r.get("platform") or {}).get("backend", "torch")))
+                         "; ".join(run["failure_reasons"]), backend_of(r)))
     rows.sort(key=lambda r: (r[1], r[0]))
     n, n_surv = len(rows), sum(r[2] for r in rows)
     missing = test_molecules - len({r[0] for r in rows})
@@ -81,7 +86,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nve", type=Path, help="merged nve.json")
     parser.add_argument("--stability", type=Path, help="merged stability.json (500 K)")
-    parser.add_argument("--test-molecules", type=int, default=64, help="size of the test split (default 64)")
+    parser.add_argument("--test-molecules", type=int, default=None,
+                        help="how many molecules the sweep should cover (default: the catalog's test split)")
     parser.add_argument("--write", action="store_true", help="write the blocks into the README and the model card "
                                                               "(default: print them)")
     args = parser.parse_args(argv)
@@ -89,6 +95,10 @@ def main(argv=None) -> int:
     if args.nve:
         blocks["nve"] = nve_block(json.loads(args.nve.read_text()))
     if args.stability:
+        if args.test_molecules is None:
+            from openmm_distill.systems.catalog import molecules
+
+            args.test_molecules = len(molecules("test"))
         blocks["stab500"] = stability_block(json.loads(args.stability.read_text()), args.test_molecules)
     if not blocks:
         parser.error("give --nve and/or --stability")

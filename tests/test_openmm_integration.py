@@ -60,8 +60,10 @@ def test_platforms_agree(student32, aspirin, backend):
 
 def test_backends_agree(student32, aspirin):
     z, pos, top = aspirin
-    e_t, f_t = energy_forces(context_for(od.create_system(top, student32, backend="torch"), pos))
-    e_p, f_p = energy_forces(context_for(od.create_system(top, student32, backend="python"), pos))
+    systems = {b: od.create_system(top, student32, backend=b) for b in ("torch", "python")}
+    assert [student_backends(s) for s in systems.values()] == [["torch"], ["python"]]
+    e_t, f_t = energy_forces(context_for(systems["torch"], pos))
+    e_p, f_p = energy_forces(context_for(systems["python"], pos))
     assert e_p == pytest.approx(e_t, rel=1e-6)
     np.testing.assert_allclose(f_p, f_t, atol=1e-2)
 

@@ -52,6 +52,4 @@ def make_inductor_force(student: CompiledStudent, atomic_numbers: Sequence[int],
         check_cpp_compiler("backend='inductor'", "backend='torch' or 'python'")
     module = student.bound_module(atomic_numbers, indices)
     computation = InductorStudentComputation(module_to_bytes(module), bool(periodic), dict(student.metadata), device)
-    force = python_force(computation, periodic, "backend='inductor'")
-    force.setName(f"openmm-distill student {student.name} (PythonForce, TorchInductor)")
-    return force
+    return python_force(computation, periodic, "backend='inductor'")

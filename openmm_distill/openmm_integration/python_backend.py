@@ -64,7 +64,5 @@ def make_python_force(student: CompiledStudent, atomic_numbers: Sequence[int], i
                       periodic: bool, device: Optional[str] = None) -> openmm.PythonForce:
     """An ``openmm.PythonForce`` evaluating ``student`` on the given particles."""
     module = student.bound_module(atomic_numbers, indices)
-    force = python_force(StudentComputation(module_to_bytes(module), bool(periodic), device), periodic,
-                         "backend='python'")
-    force.setName(f"openmm-distill student {student.name} (PythonForce)")
-    return force
+    return python_force(StudentComputation(module_to_bytes(module), bool(periodic), device), periodic,
+                        "backend='python'")

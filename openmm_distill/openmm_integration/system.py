@@ -15,6 +15,10 @@ from openmm_distill.openmm_integration.python_backend import make_python_force
 from openmm_distill.openmm_integration.torch_backend import make_torch_force
 
 BACKENDS = ["torch", "python", "inductor"]
+# Each student force is named "openmm-distill student NAME (LABEL)"; reports read the backend back from the
+# label (a Context's System hands plugin forces such as TorchForce back as plain ``Force``, so not from the type).
+_FORCE_NAME = "openmm-distill student"
+BACKEND_LABELS = {"torch": "TorchForce", "python": "PythonForce", "inductor": "PythonForce, TorchInductor"}
 
 
 def atomic_numbers_of(topology: app.Topology, atoms: Optional[Sequence[int]] = None) -> List[int]:
@@ -95,6 +99,7 @@ def add_student_force(
         force = make_python_force(student, atomic_numbers, indices, periodic)
     else:
         force = make_inductor_force(student, atomic_numbers, indices, periodic)
+    force.setName(f"{_FORCE_NAME} {student.name} ({BACKEND_LABELS[backend]})")
     if force_group is not None:
         force.setForceGroup(force_group)
     system.addForce(force)
@@ -102,15 +107,15 @@ def add_student_force(
 
 
 def student_backends(system: openmm.System) -> List[str]:
-    """The backend of each student force in ``system`` (for reports), read from the names the backends give.
+    """The backend of each student force in ``system`` (for reports), read from the label in its name.
 
-    Names, not types: a Context's System hands plugin forces such as TorchForce back as plain ``Force``.
+    Forces named before labels existed (TorchForce only) count as "torch".
     """
     found = []
     for force in system.getForces():
         name = force.getName()
-        if name.startswith("openmm-distill student"):
-            found.append("inductor" if "TorchInductor" in name else "python" if "PythonForce" in name else "torch")
+        if name.startswith(_FORCE_NAME):
+            found.append(next((b for b, label in BACKEND_LABELS.items() if name.endswith(f"({label})")), "torch"))
     return found
 
 

@@ -45,5 +45,4 @@ def make_torch_force(student: CompiledStudent, atomic_numbers: Sequence[int], in
     force.setUsesPeriodicBoundaryConditions(bool(periodic))
     if cuda_graphs:
         force.setProperty("useCUDAGraphs", "true")
-    force.setName(f"openmm-distill student {student.name} (TorchForce)")
     return force
