@@ -91,6 +91,9 @@ def main(argv=None) -> int:
     parser.add_argument("--write", action="store_true", help="write the blocks into the README and the model card "
                                                               "(default: print them)")
     args = parser.parse_args(argv)
+    for given in (args.nve, args.stability):
+        if given is not None and not given.is_file():
+            parser.error(f"{given} does not exist (the JSON that `openmm-distill protocol merge` writes)")
     blocks = {}
     if args.nve:
         blocks["nve"] = nve_block(json.loads(args.nve.read_text()))
