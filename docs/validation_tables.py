@@ -66,6 +66,11 @@ def stability_block(data, test_molecules: int) -> str:
             f"original --systems <molecules> --temperatures 500 --length-ps 100 --timestep-fs 1.0 --threads 1`, "
             f"smallest molecules first, joined by `openmm-distill protocol merge`; backend "
             f"{backends_used(data['systems'])}): **{n_surv} of {n} survived**")
+    changes = [r for r in rows if r[5] is not None]
+    if changes:
+        worst = max(changes, key=lambda r: r[5])
+        limit = data["settings"]["thresholds"]["max_bond_deviation_angstrom"]
+        text += f"; the largest bond change is {worst[5]:.3f} Å ({worst[0]}), against the watchdog's {limit:g} Å"
     text += (f"; the other {missing} test molecules were not run (about 10-30 core-minutes each here).\n\n" if missing > 0
              else ".\n\n")
     text += "| molecule | atoms | result | max RMSD (Å) | max bond change (Å) | backend |\n|---|---|---|---|---|---|\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -84,7 +85,11 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A compiled (TorchScript) student is read here first by `openmm-distill compile`, which then rebuilds
+            # it; torch's advice to call torch.jit.load instead would only confuse the user.
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, ...
         raise IncompatibleFileError(f"{str(path)!r} is not a readable openmm-distill checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("kind") != CHECKPOINT_KIND:
