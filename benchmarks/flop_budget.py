@@ -29,9 +29,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import openmm_distill  # noqa: F401  (torch before openmm; sets up the allocator)
-from openmm_distill.export import load_compiled
 from openmm_distill.export.eager import eager_deployed
-from openmm_distill.export.student import resolve_student_path
+from openmm_distill.export.student import load_student
 from openmm_distill.models import preset_names
 from openmm_distill.systems import structure_from_smiles
 from student_speed import SMALL, interleaved, teacher_call
@@ -102,15 +101,18 @@ def main(argv=None) -> int:
         parser.error(f"--target {args.target}: must be > 0")
     torch.set_num_threads(args.threads)
 
-    structure = structure_from_smiles(args.smiles, seed=1)
+    try:
+        structure = structure_from_smiles(args.smiles, seed=1)
+        students = {preset: load_student(preset) for preset in presets}
+        bound = {preset: student.bound_module(structure.atomic_numbers) for preset, student in students.items()}
+    except ValueError as exc:  # an unparsable SMILES, an element a student does not support
+        parser.error(str(exc))
     z = structure.atomic_numbers
     positions = torch.tensor(structure.positions * 0.1, dtype=torch.float32)  # nm, as OpenMM passes them
     calls: Dict[str, Callable[[], None]] = {"gfn2_xtb": teacher_call("gfn2-xtb", z, structure.positions * 0.1)}
     rows = {}
-    for preset in presets:
-        module, meta = load_compiled(resolve_student_path(preset))
-        module.set_atoms(torch.tensor(z), None)
-        deployed = eager_deployed(module, meta)
+    for preset, student in students.items():
+        deployed = eager_deployed(bound[preset], student.metadata)
         replay, n = matmul_replay(deployed, positions)
         calls[preset] = replay
         rows[preset] = {"flops": count_flops(deployed, positions), "matmuls": n}

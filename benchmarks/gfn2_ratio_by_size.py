@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from openmm_distill.export.student import resolve_student_path
+from openmm_distill.errors import DistillError
+from openmm_distill.export.student import load_student
 from openmm_distill.systems import structure_from_smiles, structure_to_openmm_topology
 from openmm_distill.systems.catalog import get_molecule
-from student_speed import interleaved, student_calls, teacher_call
+from student_speed import BACKENDS, interleaved, parse_backends, student_calls, teacher_call
 
 DEFAULT_MOLECULES = "aspirin,carbamazepine,morphine,riboflavin,donepezil"  # 21, 30, 40, 47, 57 atoms
-BACKENDS = ("torch", "inductor")
 
 
 def main(argv=None) -> int:
@@ -35,14 +35,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as student_speed.py)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results") / "gfn2_ratio_by_size.json"))
     args = parser.parse_args(argv)
-    backends = args.backends.split(",")
-    bad = [b for b in backends if b not in BACKENDS]
-    if bad:
-        parser.error(f"--backends {','.join(bad)}: choose from {', '.join(BACKENDS)}")
+    backends = parse_backends(parser, args.backends)
+    if args.target <= 0:
+        parser.error(f"--target {args.target}: must be > 0")
     try:
         entries = [get_molecule(name) for name in args.molecules.split(",")]
-        path = resolve_student_path(args.student)
-    except (KeyError, FileNotFoundError, ValueError) as exc:
+        path = load_student(args.student).path  # reads the file: a missing or foreign one is reported here
+    except (KeyError, FileNotFoundError, DistillError) as exc:
         parser.error(str(exc.args[0]) if exc.args else str(exc))  # KeyError's str() would add quotes
     torch.set_num_threads(args.threads)
 

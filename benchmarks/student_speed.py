@@ -33,14 +33,16 @@ import openmm_distill as od  # torch before openmm
 import openmm
 from openmm import unit
 
-from openmm_distill.export import compile_student, load_compiled
+from openmm_distill.export import compile_student
 from openmm_distill.export.eager import inductor_deployed
+from openmm_distill.export.student import CompiledStudent
 from openmm_distill.models import build_student, count_parameters, preset_names
 from openmm_distill.teachers.orb_v2 import random_orb_v2_checkpoint
 from openmm_distill.systems import structure_from_smiles, structure_to_openmm_topology, water_box
 
 SMALL = ("aspirin", "CC(=O)Oc1ccccc1C(=O)O")  # 21 atoms
 MEDIUM = ("Ace-Ala9-Nme", "CC(=O)" + "NC(C)C(=O)" * 9 + "NC")  # 102 atoms
+BACKENDS = ("torch", "inductor")  # TorchForce, and PythonForce with the network compiled by TorchInductor
 
 
 def interleaved(fns: Dict[str, Callable[[], None]], min_time: float, min_blocks: int = 5,
@@ -84,9 +86,18 @@ def systems():
 
 def bound_module(path, z, backend: str):
     """The module a backend calls: the TorchScript file, or its network compiled by TorchInductor."""
-    module, meta = load_compiled(path)
-    module.set_atoms(torch.tensor(z), None)
-    return inductor_deployed(module, meta, "cpu") if backend == "inductor" else module
+    student = CompiledStudent(path)
+    module = student.bound_module(z)
+    return inductor_deployed(module, student.metadata, "cpu") if backend == "inductor" else module
+
+
+def parse_backends(parser: argparse.ArgumentParser, text: str) -> List[str]:
+    """``--backends`` as a list; a usage error names any backend this benchmark cannot time."""
+    backends = text.split(",")
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad:
+        parser.error(f"--backends {','.join(bad)}: choose from {', '.join(BACKENDS)}")
+    return backends
 
 
 def row_name(preset: str, backend: str) -> str:
@@ -144,7 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for students and Orb-v2 alike (default 1: on a 2-core machine "
                              "shared with other work, one thread per process is fastest and least noisy)")
-    parser.add_argument("--backends", default="torch,inductor",
+    parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="OpenMM backends to time: torch (TorchForce) and/or inductor (PythonForce running the "
                              "network compiled by TorchInductor; compiles for 20 s to 2 min first)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results") / "student_speed.json"))
@@ -155,10 +166,7 @@ def main(argv=None) -> int:
                "students": {}, "teachers": {}}
     structures = systems()
     presets = args.presets.split(",")
-    backends = args.backends.split(",")
-    bad = [b for b in backends if b not in ("torch", "inductor")]
-    if bad:
-        parser.error(f"--backends {','.join(bad)}: choose from torch, inductor")
+    backends = parse_backends(parser, args.backends)
     rows = [row_name(p, b) for p in presets for b in backends]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
