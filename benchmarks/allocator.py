@@ -22,6 +22,7 @@ import json, resource, sys, time
 import torch
 from openmm_distill.cpu_runtime import keep_freed_memory
 from openmm_distill.export import load_compiled
+from openmm_distill.units import MS_PER_S
 path, max_atoms, min_time, bench_dir = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 sys.path.insert(0, bench_dir)
 from student_speed import systems  # the same four systems as the main benchmark
@@ -44,7 +45,7 @@ for _, z, pos_nm, box_nm, _ in systems():
         call(); n += 1
     dt, r1 = (time.perf_counter() - t0) / n, resource.getrusage(resource.RUSAGE_SELF)
     sys_s, user_s = r1.ru_stime - r0.ru_stime, r1.ru_utime - r0.ru_utime
-    out["sizes"].append({"atoms": int(len(z)), "call_ms": 1e3 * dt, "system_time_share": sys_s / max(sys_s + user_s, 1e-9)})
+    out["sizes"].append({"atoms": int(len(z)), "call_ms": MS_PER_S * dt, "system_time_share": sys_s / max(sys_s + user_s, 1e-9)})
 print("RESULT " + json.dumps(out))
 """
 
@@ -54,7 +55,7 @@ def run_child(mode: str, path: Path, max_atoms: int, min_time: float) -> dict:
     proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(max_atoms), str(min_time),
                            str(Path(__file__).resolve().parent)],
                           env=env, capture_output=True, text=True, check=True)
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(row for row in proc.stdout.splitlines() if row.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
 

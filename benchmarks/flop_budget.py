@@ -10,7 +10,7 @@ whatever the backend does around them:
     shapes and replayed back to back with nothing else: a lower bound on the
     call's time on this CPU, whichever backend runs it;
   * GFN2-xTB (tblite) per force call on the same geometry, timed in alternating
-    blocks with the replay (side by side, see ``student_speed.interleaved``);
+    blocks with the replay (side by side, see :func:`openmm_distill.timing.interleaved`);
   * the budget (GFN2-xTB time / target) and the best speedup the matrix products
     leave possible.
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
 import torch
+from student_speed import SMALL, teacher_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -33,7 +34,8 @@ from openmm_distill.export.eager import eager_deployed
 from openmm_distill.export.student import load_student
 from openmm_distill.models import preset_names
 from openmm_distill.systems import structure_from_smiles
-from student_speed import SMALL, interleaved, teacher_call
+from openmm_distill.timing import interleaved
+from openmm_distill.units import ANGSTROM_TO_NM, MS_PER_S
 
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 
@@ -108,8 +110,8 @@ def main(argv=None) -> int:
     except ValueError as exc:  # an unparsable SMILES, an element a student does not support
         parser.error(str(exc))
     z = structure.atomic_numbers
-    positions = torch.tensor(structure.positions * 0.1, dtype=torch.float32)  # nm, as OpenMM passes them
-    calls: Dict[str, Callable[[], None]] = {"gfn2_xtb": teacher_call("gfn2-xtb", z, structure.positions * 0.1)}
+    positions = torch.tensor(structure.positions * ANGSTROM_TO_NM, dtype=torch.float32)  # nm, as OpenMM passes them
+    calls: Dict[str, Callable[[], None]] = {"gfn2_xtb": teacher_call("gfn2-xtb", z, structure.positions * ANGSTROM_TO_NM)}
     rows = {}
     for preset, student in students.items():
         deployed = eager_deployed(bound[preset], student.metadata)
@@ -120,12 +122,12 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()} thread(s) ...", flush=True)
     seconds = interleaved(calls, min_time=2.0)
 
-    gfn2_ms = 1e3 * seconds["gfn2_xtb"]
+    gfn2_ms = MS_PER_S * seconds["gfn2_xtb"]
     budget_ms = gfn2_ms / args.target
     print(f"\nGFN2-xTB {gfn2_ms:.1f} ms per force call; {args.target:g}x needs a student MD step <= {budget_ms:.2f} ms\n")
     print(f"{'student':>11} {'MFLOP':>7} {'matmuls':>8} {'their ms':>9} {'GFLOP/s':>8} {'% budget':>9} {'best x':>7}")
     for preset, row in rows.items():
-        row["matmul_ms"] = 1e3 * seconds[preset]
+        row["matmul_ms"] = MS_PER_S * seconds[preset]
         row["gflops_per_s"] = row["flops"] / seconds[preset] / 1e9
         row["share_of_budget"] = row["matmul_ms"] / budget_ms
         row["best_speedup"] = gfn2_ms / row["matmul_ms"]

@@ -16,12 +16,15 @@ import json
 from pathlib import Path
 
 import torch
+from student_speed import BACKENDS, parse_backends, student_calls, teacher_call
 
+from openmm_distill.cpu_runtime import keep_freed_memory
 from openmm_distill.errors import DistillError
 from openmm_distill.export.student import load_student
 from openmm_distill.systems import structure_from_smiles, structure_to_openmm_topology
 from openmm_distill.systems.catalog import get_molecule
-from student_speed import BACKENDS, interleaved, parse_backends, student_calls, teacher_call
+from openmm_distill.timing import interleaved
+from openmm_distill.units import ANGSTROM_TO_NM, MS_PER_S
 
 DEFAULT_MOLECULES = "aspirin,carbamazepine,morphine,riboflavin,donepezil"  # 21, 30, 40, 47, 57 atoms
 
@@ -35,6 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as student_speed.py)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results") / "gfn2_ratio_by_size.json"))
     args = parser.parse_args(argv)
+    keep_freed_memory()  # students are timed with the allocator setting the CLI and protocols use
     backends = parse_backends(parser, args.backends)
     if args.target <= 0:
         parser.error(f"--target {args.target}: must be > 0")
@@ -49,14 +53,14 @@ def main(argv=None) -> int:
     print(f"{args.student} student vs GFN2-xTB, {torch.get_num_threads()} thread(s); MD step, ms (speedup)", flush=True)
     for entry in entries:
         structure = structure_from_smiles(entry.smiles, seed=1)
-        z, pos_nm = structure.atomic_numbers, structure.positions * 0.1
+        z, pos_nm = structure.atomic_numbers, structure.positions * ANGSTROM_TO_NM
         topology = structure_to_openmm_topology(structure)
         calls = {b: student_calls(path, z, pos_nm, None, topology, b)["md_step_ms"] for b in backends}
         calls["gfn2_xtb"] = teacher_call("gfn2-xtb", z, pos_nm)
         seconds = interleaved(calls, min_time=1.0)
-        row = {"molecule": entry.name, "atoms": len(z), "gfn2_xtb_ms": 1e3 * seconds["gfn2_xtb"]}
+        row = {"molecule": entry.name, "atoms": len(z), "gfn2_xtb_ms": MS_PER_S * seconds["gfn2_xtb"]}
         for b in backends:
-            row[f"{b}_md_step_ms"] = 1e3 * seconds[b]
+            row[f"{b}_md_step_ms"] = MS_PER_S * seconds[b]
             row[f"{b}_speedup"] = seconds["gfn2_xtb"] / seconds[b]
         rows.append(row)
         cells = "  ".join(f"{b} {row[f'{b}_md_step_ms']:6.2f} ({row[f'{b}_speedup']:5.1f}x)" for b in backends)

@@ -10,8 +10,9 @@ and the Orb-v2 architecture (random weights, the real teacher code path) per for
 call at 20 and 100 atoms, plus GFN2-xTB for reference. Writes JSON beside this file.
 
 Everything measured on one system is timed in alternating blocks (see
-``interleaved``), so the ratios printed at the end compare calls made in the
-same seconds, not minutes apart on a host whose speed drifts.
+:func:`openmm_distill.timing.interleaved`), so the ratios printed at the end
+compare calls made in the same seconds, not minutes apart on a host whose
+speed drifts.
 
     python benchmarks/student_speed.py              # all presets, sizes and backends (~15-20 min)
     python benchmarks/student_speed.py --quick      # fewer repetitions (~8 min)
@@ -20,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -30,57 +29,32 @@ import numpy as np
 import torch
 
 import openmm_distill as od  # torch before openmm
-import openmm
-from openmm import unit
-
+from openmm_distill.cpu_runtime import keep_freed_memory
 from openmm_distill.export import compile_student
 from openmm_distill.export.eager import inductor_deployed
 from openmm_distill.export.student import CompiledStudent
 from openmm_distill.models import build_student, count_parameters, preset_names
-from openmm_distill.teachers.orb_v2 import random_orb_v2_checkpoint
 from openmm_distill.systems import structure_from_smiles, structure_to_openmm_topology, water_box
+from openmm_distill.teachers.orb_v2 import random_orb_v2_checkpoint
+from openmm_distill.timing import interleaved
+from openmm_distill.units import ANGSTROM_TO_NM, MS_PER_S, NM_TO_ANGSTROM
+
+import openmm
+from openmm import unit
 
 SMALL = ("aspirin", "CC(=O)Oc1ccccc1C(=O)O")  # 21 atoms
 MEDIUM = ("Ace-Ala9-Nme", "CC(=O)" + "NC(C)C(=O)" * 9 + "NC")  # 102 atoms
 BACKENDS = ("torch", "inductor")  # TorchForce, and PythonForce with the network compiled by TorchInductor
 
 
-def interleaved(fns: Dict[str, Callable[[], None]], min_time: float, min_blocks: int = 5,
-                block_time: float = 0.05) -> Dict[str, float]:
-    """Median seconds per call of each function, timed in alternating blocks.
-
-    The host's speed drifts over seconds (other tenants, frequency scaling), so
-    timing A, then B, then C in sequence can turn a 5 % difference into 2x.
-    Blocks of each function alternate instead (each block ~``block_time``
-    seconds), until every function has ``min_blocks`` blocks and ``min_time``
-    seconds of samples; ratios of the medians are then side by side.
-    """
-    reps = {}
-    for key, fn in fns.items():
-        for _ in range(3):  # warm-up: TorchScript's profiling executor specialises on the first calls
-            fn()
-        t = time.perf_counter(); fn(); once = time.perf_counter() - t
-        reps[key] = max(1, int(block_time / max(once, 1e-9)))
-    samples: Dict[str, List[float]] = {key: [] for key in fns}
-    spent = {key: 0.0 for key in fns}
-    while any(len(v) < min_blocks or spent[k] < min_time for k, v in samples.items()):
-        for key, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(reps[key]):
-                fn()
-            dt = time.perf_counter() - t
-            samples[key].append(dt / reps[key]); spent[key] += dt
-    return {key: statistics.median(v) for key, v in samples.items()}
-
-
 def systems():
     out = []
     for name, smi in (SMALL, MEDIUM):
         s = structure_from_smiles(smi, seed=1)
-        out.append((name, s.atomic_numbers, s.positions * 0.1, None, structure_to_openmm_topology(s)))
+        out.append((name, s.atomic_numbers, s.positions * ANGSTROM_TO_NM, None, structure_to_openmm_topology(s)))
     for n_waters in (333, 1667):
         w = water_box(n_waters=n_waters, seed=0)
-        out.append((f"water x{n_waters}", w.atomic_numbers, w.positions * 0.1, w.box * 0.1, w.topology))
+        out.append((f"water x{n_waters}", w.atomic_numbers, w.positions * ANGSTROM_TO_NM, w.box * ANGSTROM_TO_NM, w.topology))
     return out
 
 
@@ -115,7 +89,7 @@ def student_calls(path, z, pos_nm, box_nm, topology, backend: str = "torch") -> 
         e = module(p, box_t)
         torch.autograd.grad(e, p)
 
-    system = od.create_system(topology, path, backend=backend)
+    system = od.create_system(topology, path, backend=backend, remove_cm_motion=False)
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.5 * unit.femtosecond), openmm.Platform.getPlatformByName("CPU"))
     if box_nm is not None:
         ctx.setPeriodicBoxVectors(*box_nm)
@@ -139,7 +113,7 @@ def teacher_call(name, z, pos_nm, **options) -> Callable[[], None]:
     from openmm_distill.teachers import get_teacher
 
     teacher = get_teacher(name, **options)
-    pos_a = pos_nm * 10.0
+    pos_a = pos_nm * NM_TO_ANGSTROM
     return lambda: teacher.compute(z, pos_a)
 
 
@@ -160,6 +134,7 @@ def main(argv=None) -> int:
                              "network compiled by TorchInductor; compiles for 20 s to 2 min first)")
     parser.add_argument("--output", default=str(Path(__file__).with_name("results") / "student_speed.json"))
     args = parser.parse_args(argv)
+    keep_freed_memory()  # students are timed with the allocator setting the CLI and protocols use
     min_time = 0.5 if args.quick else 2.0  # seconds of samples per timed call
     torch.set_num_threads(args.threads)
     results = {"torch_threads": torch.get_num_threads(), "torch": torch.__version__, "openmm": openmm.__version__,
@@ -196,7 +171,7 @@ def main(argv=None) -> int:
                 calls["teacher|gfn2_xtb_ms"] = teacher_call("gfn2-xtb", z, pos)
             timings = interleaved(calls, min_time)
             for row in rows:
-                r = {what: 1e3 * timings[f"{row}|{what}"] for what in ("bare_call_ms", "openmm_force_call_ms", "md_step_ms")
+                r = {what: MS_PER_S * timings[f"{row}|{what}"] for what in ("bare_call_ms", "openmm_force_call_ms", "md_step_ms")
                      if f"{row}|{what}" in timings}
                 if not r:
                     continue
@@ -206,8 +181,8 @@ def main(argv=None) -> int:
                       f"OpenMM force {r['openmm_force_call_ms']:8.2f} ms  MD step {r['md_step_ms']:8.2f} ms", flush=True)
             if k < 2:
                 results["teachers"][name] = {"atoms": int(len(z)),
-                                             "orb_v2_ms": 1e3 * timings["teacher|orb_v2_ms"],
-                                             "gfn2_xtb_ms": 1e3 * timings["teacher|gfn2_xtb_ms"]}
+                                             "orb_v2_ms": MS_PER_S * timings["teacher|orb_v2_ms"],
+                                             "gfn2_xtb_ms": MS_PER_S * timings["teacher|gfn2_xtb_ms"]}
                 t = results["teachers"][name]
                 print(f"{'teachers':>19} {name:>14} {len(z):>6} atoms  Orb-v2 {t['orb_v2_ms']:8.1f} ms  "
                       f"GFN2-xTB {t['gfn2_xtb_ms']:8.1f} ms", flush=True)

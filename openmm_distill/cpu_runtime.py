@@ -10,7 +10,10 @@ tells glibc to serve them from the heap and to keep freed memory for reuse,
 the in-process equivalent of the ``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_``
 environment variables (or of preloading jemalloc/tcmalloc, which the PyTorch
 CPU performance guides recommend). The price: the process keeps its peak memory
-until it exits. Set ``OPENMM_DISTILL_MALLOC=system`` to leave the allocator alone.
+until it exits, so the switch is the application's choice: the ``openmm-distill``
+command line, the protocols and the trainer turn it on; loading a student or making
+an OpenMM System with one (:mod:`openmm_distill.api`) does not. Set
+``OPENMM_DISTILL_MALLOC=system`` to leave the allocator alone everywhere.
 """
 from __future__ import annotations
 

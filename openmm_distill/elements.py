@@ -1,7 +1,11 @@
 """Element symbols, atomic numbers and masses (one table for the package)."""
 from __future__ import annotations
 
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from openmm_distill.errors import ConfigError, StructureError, UnsupportedElementError
 
 # Index = atomic number. Up to Kr, enough for organic chemistry and common ions.
 SYMBOLS: List[str] = [
@@ -28,13 +32,13 @@ def atomic_number(symbol: str) -> int:
     try:
         return _NUMBER[symbol.strip().lower()]
     except KeyError:
-        raise ValueError(f"unknown element symbol {symbol!r}") from None
+        raise ConfigError(f"unknown element symbol {symbol!r}") from None
 
 
 def symbol(z: int) -> str:
     """Element symbol of an atomic number."""
     if not 0 < int(z) < len(SYMBOLS):
-        raise ValueError(f"atomic number {z} is outside the supported table 1..{len(SYMBOLS) - 1}")
+        raise ConfigError(f"atomic number {z} is outside the supported table 1..{len(SYMBOLS) - 1}")
     return SYMBOLS[int(z)]
 
 
@@ -53,3 +57,42 @@ def formula(numbers: Sequence[int]) -> str:
     else:
         order = sorted(counts)
     return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
+
+
+def to_atomic_number(element: Union[int, str]) -> int:
+    """Atomic number of an int (checked against the element table) or a symbol such as ``"C"``."""
+    if isinstance(element, str):
+        return atomic_number(element)
+    symbol(element)  # raises for a number outside the table
+    return int(element)
+
+
+def check_supported(atomic_numbers: Iterable[int], supported: Sequence[int], who: str) -> None:
+    """Raise :class:`~openmm_distill.errors.UnsupportedElementError` naming every element of
+    ``atomic_numbers`` that is not in ``supported``; ``who`` names the model in the message."""
+    z = np.asarray(list(atomic_numbers), dtype=np.int64)
+    bad = sorted(set(int(x) for x in np.unique(z)) - set(int(s) for s in supported))
+    if bad:
+        names = ", ".join(f"{SYMBOLS[b] if 0 < b < len(SYMBOLS) else '?'} (Z={b})" for b in bad)
+        count = int(np.isin(z, bad).sum())
+        raise UnsupportedElementError(f"{who} does not support element(s) {names} ({count} atom(s)); "
+                                      f"it supports {', '.join(symbols(supported))}")
+
+
+def atomic_numbers_of(topology, atoms: Optional[Sequence[int]] = None) -> List[int]:
+    """Atomic numbers of an ``openmm.app.Topology``'s atoms (all, or the given atom indices).
+
+    Raises
+    ------
+    StructureError
+        For an atom without an element (a virtual site or extra particle).
+    """
+    all_atoms = list(topology.atoms())
+    chosen = all_atoms if atoms is None else [all_atoms[i] for i in atoms]
+    numbers = []
+    for atom in chosen:
+        if atom.element is None:
+            raise StructureError(f"atom {atom.index} ({atom.name} in residue {atom.residue.name}) has no element; "
+                                 "virtual sites and extra particles cannot be part of the ML region")
+        numbers.append(atom.element.atomic_number)
+    return numbers

@@ -23,7 +23,6 @@ from openmm_distill.data import (
     plot_statistics,
     read_metadata,
     sample_molecule,
-    split_indices_by_molecule,
     validate_dataset,
     write_structures,
 )
@@ -252,15 +251,6 @@ def test_dataloader_periodic_float64_and_workers(tmp_path):
         make_dataloader(path, 2, indices=[9])
 
 
-def test_split_indices_by_molecule(dataset_file):
-    parts = split_indices_by_molecule(str(dataset_file), (0.34, 0.33, 0.33), seed=0)
-    with LabelledDataset(str(dataset_file)) as ds:
-        molecules = [set(ds.molecule_id[p].tolist()) for p in parts]
-    assert sorted(np.concatenate(parts).tolist()) == list(range(25))
-    assert all(len(m) == 1 for m in molecules) and len(set.union(*molecules)) == 3
-    assert [p.tolist() for p in parts] == [p.tolist() for p in split_indices_by_molecule(str(dataset_file), (0.34, 0.33, 0.33))]
-
-
 def test_sampling_config_validation():
     assert SamplingConfig().geometries_per_molecule() > 0
     with pytest.raises(ConfigError, match=r"n_conformers=0 .*allowed: in 1\.\.1000"):
@@ -269,7 +259,7 @@ def test_sampling_config_validation():
         SamplingConfig(normal_mode_hessian="abc")
     with pytest.raises(ConfigError, match=r"md_temperatures_K=-5.0.*allowed"):
         SamplingConfig(md_temperatures_K=(300, -5))
-    with pytest.raises(ConfigError, match=r"unknown sampling option\(s\) \['temperature'\].*allowed: n_conformers"):
+    with pytest.raises(ConfigError, match=r"unknown key 'temperature' in section 'sampling'.*allowed keys: n_conformers"):
         SamplingConfig.from_dict({"temperature": 300})
     with pytest.raises(ConfigError, match="random_sigma"):
         SamplingConfig(random_sigma="big")

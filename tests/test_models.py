@@ -7,12 +7,17 @@ import torch
 
 from openmm_distill.errors import IncompatibleFileError
 from openmm_distill.models import (
-    PRESETS, build_student, count_parameters, load_checkpoint, neighbor_list, preset_names, save_checkpoint,
+    PRESETS,
+    build_student,
+    count_parameters,
+    load_checkpoint,
+    neighbor_list,
+    preset_names,
+    save_checkpoint,
 )
 from openmm_distill.models.checkpoint import CHECKPOINT_FORMAT_VERSION, read_checkpoint
 from openmm_distill.models.neighbors import all_pairs, cell_list
 from tests.conftest import randomise_readout
-
 
 
 def energy(model, z, pos, box=None):

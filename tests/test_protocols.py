@@ -9,8 +9,8 @@ structure, not survival).
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import replace
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,6 @@ import pytest
 import torch
 
 import openmm_distill as od  # noqa: F401  (torch before openmm)
-import openmm  # noqa: E402
-from openmm import app, unit  # noqa: E402
-
 from openmm_distill.protocols import (  # noqa: E402
     AccuracySettings,
     MolecularSystem,
@@ -44,9 +41,14 @@ from openmm_distill.protocols import (  # noqa: E402
     system_verdict,
     update_model_card,
 )
-from openmm_distill.protocols.common import KJ_PER_MOL_TO_MEV, resolve_system, to_jsonable  # noqa: E402
+from openmm_distill.protocols.output import to_jsonable  # noqa: E402
 from openmm_distill.protocols.report import replace_section  # noqa: E402
+from openmm_distill.systems.resolve import resolve_system  # noqa: E402
+from openmm_distill.units import KJ_PER_MOL_TO_MEV  # noqa: E402
 from tests.conftest import make_student  # noqa: E402
+
+import openmm  # noqa: E402
+from openmm import app, unit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,6 +260,56 @@ def test_watchdog_uses_minimum_image_in_a_box():
     assert dog.check(start + [[0, 0, 0], [0.1, 0, 0]]).ok
 
 
+# -- the shared MD loop (openmm_distill.md) ----------------------------------------------------------------
+
+def _watched_harmonic_run(thresholds: WatchdogThresholds):
+    from openmm_distill.md.langevin import langevin_simulation, run_watched
+
+    system, molsys = harmonic_system(2)
+    simulation = langevin_simulation(system, molsys.topology, molsys.positions, temperature_k=300.0,
+                                     timestep_fs=0.5, friction_per_ps=1.0, seed=3, platform="Reference")
+    checks = []
+    run = run_watched(simulation, Watchdog.for_system(molsys, thresholds), n_steps=205, check_interval_steps=20,
+                      timestep_fs=0.5, periodic=False, on_check=checks.append)
+    return run, checks
+
+
+def test_watched_run_checks_every_interval_and_survives():
+    run, checks = _watched_harmonic_run(WatchdogThresholds())
+    # 205 steps round down to 10 checks of 20 steps, plus the starting state.
+    assert run.survived and run.failure_reasons == [] and run.time_to_failure_ps is None
+    assert [c.index for c in checks] == list(range(11))
+    assert run.simulated_ps == pytest.approx(0.1) and checks[-1].time_ps == pytest.approx(0.1)
+    assert all(c.check.ok for c in checks) and checks[0].box_angstrom is None
+    # The callback gets the state in the watchdog's units: Angstrom, eV/Angstrom.
+    assert checks[0].positions_angstrom[1, 0] == pytest.approx(1.13)
+    assert np.isfinite(checks[-1].state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+
+
+def test_watched_run_stops_at_the_first_failed_check():
+    # The thermal C-O vibration at 300 K moves the bond by ~0.01 Angstrom; a 1e-4 Angstrom limit fails at once.
+    run, checks = _watched_harmonic_run(WatchdogThresholds(max_bond_deviation_angstrom=1e-4))
+    assert not run.survived and "bond" in run.failure_reasons[0]
+    assert not checks[-1].check.ok and all(c.check.ok for c in checks[:-1])
+    assert run.time_to_failure_ps == pytest.approx(checks[-1].time_ps) == pytest.approx(run.simulated_ps)
+    assert 0 < run.time_to_failure_ps < 0.1
+
+
+def test_md_loop_stops_when_the_callback_says_so():
+    from openmm_distill.md.loop import run_md
+
+    system, molsys = harmonic_system(1)
+    simulation = app.Simulation(molsys.topology, system, openmm.VerletIntegrator(0.0005),
+                                openmm.Platform.getPlatformByName("Reference"))
+    simulation.context.setPositions(molsys.positions)
+    seen = []
+    run = run_md(simulation, 5, 4, lambda steps, state: seen.append(steps) or steps < 8)
+    assert seen == [0, 4, 8] and run.steps_done == 8 and run.stopped and not run.completed
+    assert simulation.currentStep == 8
+    full = run_md(simulation, 2, 3, lambda steps, state: True)
+    assert full.completed and full.steps_done == 6 and simulation.currentStep == 14
+
+
 def test_bonds_are_guessed_without_topology_bonds():
     topology = app.Topology()
     residue = topology.addResidue("HOH", topology.addChain())
@@ -453,11 +505,11 @@ def test_throughput_protocol_writes_files(student, tmp_path):
 def test_report_writes_verdicts_and_updates_the_model_card(student, tmp_path):
     card = Path(student).with_suffix(".md")
     card.write_text("# Model card: ultra_tiny\n\nTrained on nothing.\n\n## Validation\n\nstale\n")
-    out = run_report(student, "ethanol", output_dir=tmp_path / "report", show_progress=False,
-                     nve_settings=NVESettings(equilibration_ps=0.01, length_ps=0.02),
-                     stability_settings=StabilitySettings(length_ps=0.02, watchdog_interval_steps=10),
-                     accuracy_settings=AccuracySettings(n_conformers=1, n_displacements=1),
-                     throughput_settings=ThroughputSettings(min_time_s=0.1, warmup_steps=1, teachers=()))
+    run_report(student, "ethanol", output_dir=tmp_path / "report", show_progress=False,
+               nve_settings=NVESettings(equilibration_ps=0.01, length_ps=0.02),
+               stability_settings=StabilitySettings(length_ps=0.02, watchdog_interval_steps=10),
+               accuracy_settings=AccuracySettings(n_conformers=1, n_displacements=1),
+               throughput_settings=ThroughputSettings(min_time_s=0.1, warmup_steps=1, teachers=()))
     folder = tmp_path / "report"
     assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()
     for sub in ("nve", "stability", "accuracy", "throughput"):

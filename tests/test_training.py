@@ -17,11 +17,7 @@ import torch
 
 import openmm_distill  # noqa: F401  (torch before openmm)
 from openmm_distill.errors import ConfigError
-from openmm_distill.training import config as cfgmod
-from openmm_distill.training.config import load_config
-from openmm_distill.training.ema import ExponentialMovingAverage
-from openmm_distill.training.losses import angular_loss, distillation_loss, energy_loss, force_loss
-from openmm_distill.training.metrics import (
+from openmm_distill.metrics import (
     MetricAccumulator,
     energy_mae_per_atom,
     force_mae,
@@ -29,12 +25,16 @@ from openmm_distill.training.metrics import (
     force_rmse,
     mean_angular_error_deg,
 )
+from openmm_distill.training import config as cfgmod
+from openmm_distill.training.config import load_config
+from openmm_distill.training.ema import ExponentialMovingAverage
+from openmm_distill.training.losses import angular_loss, distillation_loss, energy_loss, force_loss
 from openmm_distill.training.reference_energies import element_counts, fit_energy_model, fit_reference_energies
 from openmm_distill.training.schedules import LRSchedule
 from tests.conftest import label_small_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "training"
+RECIPES = REPO / "openmm_distill" / "recipes"
 PRESET_RECIPES = ["original", "tiny", "ultra-tiny"]
 
 
@@ -56,11 +56,12 @@ def smoke_overrides(dataset: str, out: Path, *extra: str):
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
     """One short end-to-end run of the smoke recipe (compiled at the end)."""
-    from openmm_distill.training import Trainer
+    from openmm_distill.training import Trainer, finish_run
 
     out = tmp_path_factory.mktemp("run") / "smoke"
     cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(dataset, out, "optim.epochs=12"))
-    result = Trainer(cfg).fit()
+    # Compiling best.pt and writing summary.json is the caller's step after the loop.
+    result = finish_run(Trainer(cfg).fit())
     return cfg, result
 
 
@@ -81,7 +82,7 @@ def test_unknown_key_names_key_section_and_allowed(tmp_path):
 
 
 def test_unknown_section_and_bad_values(tmp_path):
-    with pytest.raises(ConfigError, match="unknown section 'optimizer'.*allowed sections: model, data"):
+    with pytest.raises(ConfigError, match="unknown key 'optimizer' in the training config .*allowed keys: model, data"):
         load_config(_write_yaml(tmp_path, "optimizer:\n  lr: 1\n"))
     with pytest.raises(ConfigError, match=r"optim.scheduler = 'cosin' is not allowed; choose one of: cosine, "
                                           r"plateau, constant"):
@@ -142,7 +143,7 @@ def test_cli_train_help_and_config_error(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "--set" in out and "--resume" in out and "SECTION.KEY=VALUE" in out
     code = main(["train", str(RECIPES / "smoke.yaml"), "--set", "loss.energy_wieght=2"])
-    assert code == 1
+    assert code == 2  # a usage error (the CLI's error contract)
     assert "'energy_wieght'" in capsys.readouterr().err
 
 
@@ -376,8 +377,8 @@ def test_training_lowers_the_loss_and_writes_every_artifact(trained, dataset):
 def test_compiled_student_equals_checkpoint(trained, dataset):
     from openmm_distill.data.store import open_dataset
     from openmm_distill.export import load_compiled
+    from openmm_distill.export.predict import energy_and_forces
     from openmm_distill.models import load_checkpoint, neighbor_list
-    from openmm_distill.training.evaluate import predict_compiled
 
     _, result = trained
     model, payload = load_checkpoint(result.best_checkpoint)
@@ -389,7 +390,8 @@ def test_compiled_student_equals_checkpoint(trained, dataset):
     ei, sh = neighbor_list(x, model.cutoff)
     e = model(model.species_of(torch.tensor(s.atomic_numbers)), x, ei, sh, torch.zeros(len(x), dtype=torch.long), 1)
     (g,) = torch.autograd.grad(e.sum(), x)
-    e_c, f_c = predict_compiled(module, s.atomic_numbers, s.positions)
+    module.set_atoms(torch.as_tensor(np.asarray(s.atomic_numbers, dtype=np.int64)), None)
+    e_c, f_c = energy_and_forces(module, s.positions)
     assert e_c == pytest.approx(float(e.detach()), rel=1e-6)
     np.testing.assert_allclose(f_c, -g.double().numpy(), atol=2e-5)  # eV/Angstrom, float32 arithmetic
 
@@ -459,9 +461,8 @@ def test_hessian_distillation_trains(dataset, tmp_path):
 
 def test_evaluate_split_selection_rules():
     from openmm_distill.errors import DistillError
-    from openmm_distill.training.evaluate import select_structures
-
     from openmm_distill.systems.catalog import molecules
+    from openmm_distill.training.evaluate import select_structures
 
     # ethanol is a protocol molecule, in the test split on purpose (systems/README.md).
     names = ["ethanol", "ethanol", molecules("train")[0].name, "not_in_catalog"]

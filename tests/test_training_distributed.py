@@ -24,7 +24,7 @@ from openmm_distill.training.distributed import ShardedBatchSampler, parameter_c
 from tests.conftest import label_small_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "training"
+RECIPES = REPO / "openmm_distill" / "recipes"
 EPOCHS = 2
 
 
@@ -102,10 +102,10 @@ def test_torchrun_two_processes_train_like_one(dataset, tmp_path):
     # for the same weights: best.pt's EMA weights are the ones validated at the best epoch.
     cfg = load_config(RECIPES / "ultra-tiny.yaml", overrides(dataset, tmp_path / "single"))
     single = Trainer(cfg)
-    single._prepare()
+    setup = single.prepare()
     best_model, payload = load_checkpoint(out / "best.pt")
     best_epoch = payload["extra"]["epoch"]
-    val = single.evaluate_loader(best_model, single.val_loader)
+    val = single.evaluate_loader(best_model, setup.val_loader)
     row = rows[best_epoch - 1]
     assert val["n_structures"] == 3
     for key in ["force_mae", "force_rmse", "force_r2", "angle_deg", "energy_mae_mev_per_atom", "loss"]:
@@ -113,7 +113,7 @@ def test_torchrun_two_processes_train_like_one(dataset, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     from openmm_distill.training import datasets as ds
 
-    test_loader = ds.make_loader(single.test_path, single.split.test, 2, shuffle=False, dtype=torch.float32)
+    test_loader = ds.make_loader(setup.data.test_path, setup.data.split.test, 2, shuffle=False, dtype=torch.float32)
     test = single.evaluate_loader(best_model, test_loader)
     assert summary["test_metrics"]["n_structures"] == 2
     for key in ["force_mae", "force_r2", "angle_deg", "energy_mae_mev_per_atom"]:

@@ -3,15 +3,15 @@ statistics and PyTorch loading. Units: Angstrom, eV, eV/Angstrom.
 
 Main entry points:
 
-* :func:`label` / :func:`merge_datasets` (:mod:`.labelling`, :mod:`.merge`): build datasets;
+* :func:`label` / :func:`relabel` / :func:`merge_datasets` (:mod:`.labelling`, :mod:`.merge`): build datasets;
 * :class:`SamplingConfig`, :func:`sample_molecule` (:mod:`.sampling`): how geometries are made;
 * :class:`LabelledDataset`, :func:`open_dataset`, :class:`DatasetWriter` (:mod:`.store`): the file format;
 * :func:`validate_dataset`, :func:`filter_dataset` (:mod:`.validation`);
 * :func:`compute_statistics`, :func:`plot_statistics` (:mod:`.statistics`);
-* :class:`StructureDataset`, :func:`collate_structures`, :func:`make_dataloader`,
-  :func:`split_indices_by_molecule` (:mod:`.torch_dataset`): training input.
+* :class:`StructureDataset`, :func:`collate_structures`, :func:`make_dataloader` (:mod:`.torch_dataset`):
+  training input (the split by molecule is :func:`openmm_distill.training.datasets.split_indices`).
 """
-from openmm_distill.data.labelling import LabelReport, WorkItem, label, parse_shard, shard_items
+from openmm_distill.data.labelling import LabelReport, WorkItem, label, parse_shard, relabel, shard_items
 from openmm_distill.data.merge import MergeReport, merge_datasets
 from openmm_distill.data.records import Failure, Geometry, LabelledStructure
 from openmm_distill.data.sampling import SamplingConfig, geometries_from_arrays, sample_molecule
@@ -29,7 +29,6 @@ from openmm_distill.data.torch_dataset import (
     collate_structures,
     make_dataloader,
     molecule_indices,
-    split_indices_by_molecule,
 )
 from openmm_distill.data.validation import ValidationReport, filter_dataset, validate_dataset
 
@@ -59,9 +58,9 @@ __all__ = [
     "parse_shard",
     "plot_statistics",
     "read_metadata",
+    "relabel",
     "sample_molecule",
     "shard_items",
-    "split_indices_by_molecule",
     "validate_dataset",
     "write_structures",
 ]

@@ -11,12 +11,9 @@ from typing import List, Optional
 
 import numpy as np
 
-from openmm_distill import units
 from openmm_distill.data.finite_differences import central_difference_hessian
 from openmm_distill.errors import ConfigError
-
-# RDKit's MMFF reports kcal/mol; 1 kcal/mol = 4.184 kJ/mol (thermochemical calorie).
-KCAL_PER_MOL_TO_EV = 4.184 * units.KJ_PER_MOL_TO_EV
+from openmm_distill.units import KCAL_PER_MOL_TO_EV
 
 
 @dataclass

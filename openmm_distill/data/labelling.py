@@ -26,6 +26,10 @@ OpenMP). With ``n_workers=1`` everything runs in the calling process with its
 own thread settings. ``shard=(i, n)`` keeps molecules ``i, i+n, i+2n, ...``
 of the input list (0-based) for cluster array jobs; label each shard to its
 own file and combine them with :func:`merge_datasets`.
+
+Relabelling. :func:`relabel` runs the same job on the geometries of an
+existing dataset (no sampling), e.g. to label GFN2-xTB-sampled geometries with
+SevenNet; it keeps keys, molecules and geometry provenance.
 """
 from __future__ import annotations
 
@@ -40,11 +44,12 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import numpy as np
 
+from openmm_distill.checksums import file_sha256
 from openmm_distill.data.merge import merge_datasets  # noqa: F401  (part of this module's API)
 from openmm_distill.data.records import Failure, Geometry, LabelledStructure
 from openmm_distill.data.sampling import SamplingConfig, sample_molecule
-from openmm_distill.data.store import DatasetWriter, partial_path, publish
-from openmm_distill.errors import ConfigError, TeacherError
+from openmm_distill.data.store import DatasetWriter, open_dataset, partial_path, publish
+from openmm_distill.errors import ConfigError, MissingFileError, TeacherError
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -302,7 +307,10 @@ def _environment(**values: str) -> Iterator[None]:
 
 
 # -- the job ---------------------------------------------------------------------------------
-def _check_resume(metadata: Dict[str, Any], teacher_info: Dict[str, Any], config: SamplingConfig, path: str) -> None:
+def _check_resume(
+    metadata: Dict[str, Any], teacher_info: Dict[str, Any], sampling_record: Dict[str, Any],
+    extra: Dict[str, Any], path: str,
+) -> None:
     mismatches = []
     stored_teacher = metadata.get("teacher", {})
     for key in ("name", "version", "settings"):
@@ -310,8 +318,12 @@ def _check_resume(metadata: Dict[str, Any], teacher_info: Dict[str, Any], config
         if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
             mismatches.append(f"teacher {key}: file has {a!r}, this job has {b!r}")
     stored_config = metadata.get("sampling_config", {})
-    if json.dumps(stored_config, sort_keys=True) != json.dumps(config.to_dict(), sort_keys=True):
-        mismatches.append(f"sampling config: file has {stored_config}, this job has {config.to_dict()}")
+    if json.dumps(stored_config, sort_keys=True) != json.dumps(sampling_record, sort_keys=True):
+        mismatches.append(f"sampling config: file has {stored_config}, this job has {sampling_record}")
+    for key, value in extra.items():
+        stored = metadata.get(f"meta_{key}")
+        if json.dumps(stored, sort_keys=True) != json.dumps(value, sort_keys=True):
+            mismatches.append(f"{key}: file has {stored}, this job has {value}")
     if mismatches:
         raise ConfigError(
             f"cannot resume {path}: it was started with different settings ("
@@ -379,33 +391,134 @@ def label(
         Bad arguments, an existing output without ``overwrite``, or a
         ``.partial`` file started with a different teacher or sampling config.
     """
+    config = sampling if isinstance(sampling, SamplingConfig) else SamplingConfig.from_dict(sampling)
+    return _run_job(
+        make_work_items(inputs), output, config, config.to_dict(), {},
+        teacher=teacher, teacher_options=teacher_options, n_workers=n_workers, shard=shard, resume=resume,
+        overwrite=overwrite, compression=compression, creation_command=creation_command, progress=progress,
+        callback=callback,
+    )
+
+
+def relabel(
+    source: str,
+    output: str,
+    *,
+    teacher: str = "gfn2-xtb",
+    teacher_options: Optional[Dict[str, Any]] = None,
+    n_workers: int = 1,
+    shard: Union[None, str, Tuple[int, int]] = None,
+    resume: bool = True,
+    overwrite: bool = False,
+    compression: str = "gzip",
+    creation_command: Optional[str] = None,
+    progress: bool = True,
+    callback: Optional[Callable[[LabelProgress], None]] = None,
+) -> LabelReport:
+    """Label the geometries of an existing dataset with another teacher, without sampling again.
+
+    The same job as :func:`label` (one work item per molecule, resumable,
+    sharded, worker processes), whose inputs are the ``source`` file's
+    structures: keys, molecule names and SMILES, charges, boxes and geometry
+    provenance are kept, so molecule-based splits are unchanged. The output
+    records the new teacher, the source's sampling config, and in the
+    attribute ``meta_relabelled_from`` the source's file name, SHA-256 (of its
+    bytes), teacher and structure count. Resuming checks that the source is unchanged.
+
+    Parameters
+    ----------
+    source : str
+        A published dataset (``.h5``). Its energies and forces are ignored.
+    output : str
+        As in :func:`label`; must differ from ``source``.
+    teacher, teacher_options, n_workers, shard, resume, overwrite, compression, creation_command, progress, callback
+        As in :func:`label`.
+
+    Returns
+    -------
+    LabelReport
+
+    Raises
+    ------
+    MissingFileError
+        If ``source`` does not exist.
+    ConfigError
+        If ``output`` is ``source``, or as for :func:`label`.
+    """
+    source, output = os.fspath(source), os.fspath(output)
+    if not os.path.isfile(source):
+        raise MissingFileError(f"no dataset to relabel at {source}")
+    if os.path.abspath(source) == os.path.abspath(output):
+        raise ConfigError(f"the relabelled output must be a new file, not the source {source}")
+    with open_dataset(source) as ds:
+        origin = {
+            "file": os.path.basename(source),
+            "sha256": file_sha256(source),
+            "teacher": ds.metadata["teacher"],
+            "n_structures": len(ds),
+        }
+        sampling_record = ds.metadata.get("sampling_config", {})
+        geometries = ds.geometries()
+    return _run_job(
+        make_work_items(geometries), output, SamplingConfig(), sampling_record,
+        {"relabelled_from": origin},
+        teacher=teacher, teacher_options=teacher_options, n_workers=n_workers, shard=shard, resume=resume,
+        overwrite=overwrite, compression=compression, creation_command=creation_command, progress=progress,
+        callback=callback,
+    )
+
+
+def _run_job(
+    items: List[WorkItem],
+    output: str,
+    config: SamplingConfig,
+    sampling_record: Dict[str, Any],
+    extra_metadata: Dict[str, Any],
+    *,
+    teacher: str,
+    teacher_options: Optional[Dict[str, Any]],
+    n_workers: int,
+    shard: Union[None, str, Tuple[int, int]],
+    resume: bool,
+    overwrite: bool,
+    compression: str,
+    creation_command: Optional[str],
+    progress: bool,
+    callback: Optional[Callable[[LabelProgress], None]],
+) -> LabelReport:
+    """The labelling loop behind :func:`label` and :func:`relabel`.
+
+    ``config`` drives sampling (items without geometries); ``sampling_record``
+    is what the file records as its sampling config, and with ``extra_metadata``
+    (stored as ``meta_<key>``) what a resumed job must match.
+    """
     from tqdm.auto import tqdm
 
     from openmm_distill.teachers import get_teacher
 
     start = time.perf_counter()
-    config = sampling if isinstance(sampling, SamplingConfig) else SamplingConfig.from_dict(sampling)
     teacher_options = dict(teacher_options or {})
     if int(n_workers) < 1:
         raise ConfigError(f"n_workers must be >= 1, got {n_workers!r}")
     output = os.fspath(output)
     if os.path.exists(output) and not overwrite:
         raise ConfigError(f"{output} already exists; pass overwrite=True (--overwrite) to replace it")
-    items = shard_items(make_work_items(inputs), shard)
+    items = shard_items(items, shard)
     teacher_obj = get_teacher(teacher, **teacher_options)
     teacher_info = teacher_obj.describe()
     metadata = {
         "teacher": teacher_info,
-        "sampling_config": config.to_dict(),
+        "sampling_config": sampling_record,
         "creation_command": creation_command if creation_command is not None else " ".join(sys.argv),
         "shard": list(parse_shard(shard)) if parse_shard(shard) else None,
+        **extra_metadata,
     }
     tmp = partial_path(output)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     if resume and os.path.exists(tmp):
         writer = DatasetWriter(tmp, append=True, compression=compression)
         try:
-            _check_resume(writer.metadata, teacher_info, config, tmp)
+            _check_resume(writer.metadata, teacher_info, sampling_record, extra_metadata, tmp)
         except ConfigError:
             writer.abort()
             raise

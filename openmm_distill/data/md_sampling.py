@@ -19,8 +19,8 @@ from typing import List, Optional
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from openmm_distill.data.conformers import KCAL_PER_MOL_TO_EV
 from openmm_distill.errors import TeacherError
+from openmm_distill.units import KCAL_PER_MOL_TO_EV
 
 
 @dataclass
@@ -130,7 +130,8 @@ def langevin_snapshots(
         If the teacher fails during the run. ``exc.snapshots`` holds the frames
         collected before the failure.
     """
-    from ase import Atoms, units as ase_units
+    from ase import Atoms
+    from ase import units as ase_units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import Stationary, ZeroRotation
 

@@ -32,14 +32,13 @@ the others' samples. Each geometry's ``provenance`` records how it was made.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from openmm_distill.config_loader import from_dict, read_yaml, to_dict
 from openmm_distill.data.conformers import embed_conformers, mmff_hessian
 from openmm_distill.data.displacements import (
     close_contact_displacement,
@@ -216,42 +215,27 @@ class SamplingConfig:
         return self.n_conformers * per_conf + md
 
     def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["md_temperatures_K"] = list(self.md_temperatures_K)
-        d["contact_scale"] = list(self.contact_scale)
-        return d
-
-    @classmethod
-    def fields(cls) -> List[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        """Plain dict (tuples as lists), as :meth:`from_dict` and YAML/JSON take it."""
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Optional[Dict[str, Any]]) -> "SamplingConfig":
-        """Build from a mapping; unknown keys are errors that list the allowed ones."""
+        """Build from a mapping; unknown keys are errors that name the key and list the allowed ones."""
         data = dict(data or {})
-        unknown = sorted(set(data) - set(cls.fields()))
-        if unknown:
-            raise ConfigError(f"unknown sampling option(s) {unknown}; allowed: {', '.join(cls.fields())}")
-        return cls(**data)
+        if isinstance(data.get("md_temperatures_K"), (int, float)):  # one temperature
+            data["md_temperatures_K"] = [data["md_temperatures_K"]]
+        return from_dict(cls, data, "sampling")
 
     @classmethod
     def from_yaml(cls, path: str) -> "SamplingConfig":
         """Read a YAML mapping (optionally under a top-level ``sampling:`` key)."""
-        import yaml
-
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of sampling options")
+        data = read_yaml(path, "sampling config")
         if set(data) == {"sampling"}:
             data = data["sampling"]
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "SamplingConfig":
         return self.from_dict({**self.to_dict(), **changes})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 @dataclass

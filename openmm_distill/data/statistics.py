@@ -17,6 +17,7 @@ import numpy as np
 
 from openmm_distill.data.store import LabelledDataset
 from openmm_distill.elements import symbol
+from openmm_distill.units import MEV_PER_EV
 
 
 def _summary(values: np.ndarray) -> Dict[str, float]:
@@ -228,7 +229,7 @@ def plot_statistics(dataset, png_path: str, *, title: Optional[str] = None) -> s
     ax = axes[1, 0]
     residual = np.asarray(arrays.get("residual", []))
     if residual.size:
-        ax.hist(residual[np.isfinite(residual)] * 1000.0, bins=60, color="tab:orange")
+        ax.hist(residual[np.isfinite(residual)] * MEV_PER_EV, bins=60, color="tab:orange")
     ax.set_title("energy per atom after per-element fit")
     ax.set_xlabel("residual (meV/atom)")
     ax.set_ylabel("structures")

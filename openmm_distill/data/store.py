@@ -54,8 +54,9 @@ import h5py
 import numpy as np
 
 from openmm_distill import units
-from openmm_distill.data.records import Failure, LabelledStructure
-from openmm_distill.errors import IncompatibleFileError
+from openmm_distill.data.records import Failure, Geometry, LabelledStructure
+from openmm_distill.errors import ConfigError, IncompatibleFileError, InvalidPositionsError, MissingFileError
+from openmm_distill.version import __version__
 
 FORMAT_NAME = "openmm-distill-dataset"
 FORMAT_VERSION = 1
@@ -93,15 +94,6 @@ _COUNTERS = {
 def partial_path(path: str) -> str:
     """The in-progress file of a job whose result will be ``path``."""
     return str(path) + ".partial"
-
-
-def _package_version() -> str:
-    try:
-        import openmm_distill
-
-        return openmm_distill.__version__
-    except Exception:  # pragma: no cover
-        return "unknown"
 
 
 def _strings(ds) -> List[str]:
@@ -142,7 +134,7 @@ class DatasetWriter:
         compression: str = "gzip",
     ) -> None:
         if compression not in COMPRESSIONS:
-            raise ValueError(f"compression={compression!r} is not supported; allowed: {', '.join(COMPRESSIONS)}")
+            raise ConfigError(f"compression={compression!r} is not supported; allowed: {', '.join(COMPRESSIONS)}")
         self.path = str(path)
         self._compression = {} if compression == "none" else (
             {"compression": "gzip", "compression_opts": 4} if compression == "gzip" else {"compression": "lzf"}
@@ -177,7 +169,7 @@ class DatasetWriter:
         teacher = metadata.get("teacher", {}) or {}
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["package_version"] = _package_version()
+        f.attrs["package_version"] = __version__
         f.attrs["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         f.attrs["creation_command"] = str(metadata.get("creation_command", ""))
         f.attrs["energy_unit"] = units.ENERGY_UNIT
@@ -272,19 +264,19 @@ class DatasetWriter:
         f = self._f
         for s in structures:
             if s.key in self._keys:
-                raise ValueError(f"duplicate structure key {s.key!r} in {self.path}")
+                raise ConfigError(f"duplicate structure key {s.key!r} in {self.path}")
             n = len(s.atomic_numbers)
             if np.shape(s.positions) != (n, 3) or np.shape(s.forces) != (n, 3):
-                raise ValueError(f"structure {s.key!r}: positions and forces must have shape ({n}, 3)")
+                raise InvalidPositionsError(f"structure {s.key!r}: positions and forces must have shape ({n}, 3)")
         periodic = [s.box is not None for s in structures]
         if any(periodic) != all(periodic):
-            raise ValueError("cannot mix periodic and non-periodic structures in one dataset")
+            raise IncompatibleFileError("cannot mix periodic and non-periodic structures in one dataset")
         if periodic[0] and "box" not in f:
             if f["energy"].shape[0]:
-                raise ValueError("cannot add periodic structures to a non-periodic dataset")
+                raise IncompatibleFileError("cannot add periodic structures to a non-periodic dataset")
             self._dataset(*_BOX)
         if not periodic[0] and "box" in f:
-            raise ValueError("cannot add non-periodic structures to a periodic dataset")
+            raise IncompatibleFileError("cannot add non-periodic structures to a periodic dataset")
 
         start = int(f["positions"].shape[0])
         n_atoms = np.array([len(s.atomic_numbers) for s in structures], dtype=np.int64)
@@ -411,7 +403,7 @@ class LabelledDataset:
 
     def __init__(self, path: str) -> None:
         self.path = str(path)
-        self._f = h5py.File(self.path, "r")
+        self._f = _open_for_reading(self.path)
         _check_format(self._f, self.path)
         f = self._f
         self._n = int(f.attrs["n_structures"])
@@ -524,6 +516,30 @@ class LabelledDataset:
         for lo in range(0, self._n, 1024):
             yield from self.block(lo, lo + 1024)
 
+    def geometries(self) -> List[Geometry]:
+        """Every structure as an unlabelled :class:`Geometry` (same key, molecule, charge, box), in file order.
+
+        For relabelling with another teacher: the energies and forces are left
+        out, and so is the provenance entry ``"label"`` (it described how the
+        old label was obtained).
+        """
+        out = []
+        for s in self:
+            provenance = {k: v for k, v in s.provenance.items() if k != "label"}
+            out.append(
+                Geometry(
+                    key=s.key,
+                    molecule=s.molecule,
+                    atomic_numbers=np.asarray(s.atomic_numbers, dtype=np.int64),
+                    positions=np.array(s.positions, dtype=np.float64),
+                    box=None if s.box is None else np.array(s.box, dtype=np.float64),
+                    charge=s.charge,
+                    smiles=s.smiles,
+                    provenance=provenance,
+                )
+            )
+        return out
+
     def read_arrays(self) -> Dict[str, np.ndarray]:
         """All per-atom and per-structure arrays in memory (for validation and statistics).
 
@@ -561,17 +577,25 @@ class LabelledDataset:
         self.close()
 
 
-def open_dataset(path: str) -> LabelledDataset:
-    """Open a dataset for reading; see :class:`LabelledDataset`."""
+def _open_for_reading(path: str) -> h5py.File:
+    """The HDF5 file at ``path``, or a one-line error: missing (and why), or not HDF5."""
     if not os.path.exists(path):
         hint = " (a job is still running or was interrupted: a .partial file exists)" if os.path.exists(partial_path(path)) else ""
-        raise FileNotFoundError(f"no dataset at {path}{hint}")
+        raise MissingFileError(f"no dataset at {path}{hint}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise IncompatibleFileError(f"{path} is not an HDF5 dataset ({exc})") from None
+
+
+def open_dataset(path: str) -> LabelledDataset:
+    """Open a dataset for reading; see :class:`LabelledDataset`."""
     return LabelledDataset(path)
 
 
 def read_metadata(path: str) -> Dict[str, Any]:
     """Root attributes of a dataset file as a dict (JSON attributes parsed)."""
-    with h5py.File(path, "r") as f:
+    with _open_for_reading(path) as f:
         _check_format(f, path)
         return _read_metadata(f)
 

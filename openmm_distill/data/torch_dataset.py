@@ -21,8 +21,7 @@ Atoms of structure ``b`` are rows ``ptr[b]:ptr[b+1]`` with
 from __future__ import annotations
 
 import os
-import zlib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import h5py
 import numpy as np
@@ -156,7 +155,7 @@ def collate_structures(items: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.
     has_box = ["box" in item for item in items]
     if any(has_box):
         if not all(has_box):
-            raise ValueError("cannot collate periodic and non-periodic structures in one batch")
+            raise ConfigError("cannot collate periodic and non-periodic structures in one batch")
         batch["box"] = torch.stack([item["box"] for item in items])
     return batch
 
@@ -190,7 +189,7 @@ def make_dataloader(
     num_workers : int
         Loader processes (each opens its own h5py handle).
     indices : sequence of int, optional
-        File structure indices to use (e.g. from :func:`split_indices_by_molecule`).
+        File structure indices to use (e.g. from :func:`openmm_distill.training.datasets.split_indices`).
     seed : int
     dtype : torch.dtype
         Positions/forces/box dtype (default float32).
@@ -224,40 +223,3 @@ def molecule_indices(path: str, names: Sequence[str]) -> np.ndarray:
     with LabelledDataset(path) as ds:
         wanted = {i for i, name in enumerate(ds.molecule_names) if name in set(names)}
         return np.flatnonzero(np.isin(ds.molecule_id, sorted(wanted))).astype(np.int64)
-
-
-def split_indices_by_molecule(
-    path: str, fractions: Tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 0
-) -> Tuple[np.ndarray, ...]:
-    """Split structure indices so that no molecule appears in two parts.
-
-    Molecules are ordered by a seeded hash of their name (independent of
-    file order) and cut into consecutive parts holding ``round(fraction *
-    n_molecules)`` molecules each (the last part takes the remainder).
-
-    Parameters
-    ----------
-    path : str
-    fractions : tuple of float
-        Positive, summing to 1 (within 1e-6).
-    seed : int
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        One sorted int64 index array per fraction.
-    """
-    fractions = tuple(float(f) for f in fractions)
-    if not fractions or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError(f"fractions must be non-negative and sum to 1, got {fractions}")
-    with LabelledDataset(path) as ds:
-        names = list(ds.molecule_names)
-        molecule_id = ds.molecule_id.copy()
-    order = sorted(range(len(names)), key=lambda i: (zlib.crc32(f"{seed}:{names[i]}".encode()), names[i]))
-    bounds = np.round(np.cumsum(fractions) * len(names)).astype(int)
-    bounds[-1] = len(names)
-    part_of_molecule = np.zeros(len(names), dtype=np.int64)
-    for rank, i in enumerate(order):
-        part_of_molecule[i] = int(np.searchsorted(bounds, rank, side="right"))
-    part = part_of_molecule[molecule_id] if len(molecule_id) else np.zeros(0, dtype=np.int64)
-    return tuple(np.flatnonzero(part == k).astype(np.int64) for k in range(len(fractions)))

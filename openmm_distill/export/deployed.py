@@ -7,27 +7,14 @@ are buffers, set once per System with :meth:`DeployedStudent.set_atoms`; every
 decision (neighbour strategy, dtype, unit factors) is made in ``__init__`` so a
 call does only arithmetic.
 """
-from typing import List, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from openmm_distill.models.casting import cast_model
 from openmm_distill.models.neighbors import neighbor_list
 from openmm_distill.units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
-
-# Energy bookkeeping buffers stay float64 whatever the network dtype: total
-# energies of molecules are ~1e4-1e5 kJ/mol and float32 would round them.
-_FLOAT64_BUFFERS = ("atomic_reference_energy", "energy_scale", "energy_shift")
-
-
-def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """Cast parameters and floating buffers to ``dtype``, keeping the energy buffers float64."""
-    # Keep the originals: casting them to float32 and back would round the reference energies.
-    kept = {name: getattr(model, name).detach().clone().to(torch.float64) for name in _FLOAT64_BUFFERS}
-    model = model.to(dtype)
-    for name, value in kept.items():
-        setattr(model, name, value)
-    return model
 
 
 class DeployedStudent(nn.Module):
@@ -50,15 +37,8 @@ class DeployedStudent(nn.Module):
     def set_atoms(self, atomic_numbers: Tensor, indices: Optional[Tensor] = None) -> None:
         """Bind the student to a System's atoms (atomic numbers in particle order, optional subset)."""
         z = atomic_numbers.to(torch.long).to(self.z_device())
-        table = self.model.z_to_species
-        inside = (z >= 0) & (z < table.shape[0])
-        species = torch.full_like(z, -1)
-        species[inside] = table[z[inside]]
-        if bool((species < 0).any()):
-            bad: List[int] = torch.unique(z[species < 0]).tolist()
-            raise ValueError("atomic numbers " + str(bad) + " are not supported by this student; it supports "
-                             + str(self.model.elements))
-        self.species = species
+        # The student's own check (raises on an element it does not support).
+        self.species = self.model.species_of(z)
         self.atomic_numbers = z
         if indices is None:
             self.indices = torch.zeros(0, dtype=torch.long, device=z.device)
@@ -75,10 +55,14 @@ class DeployedStudent(nn.Module):
             raise RuntimeError("no atoms bound: call set_atoms(atomic_numbers, indices) before computing energies")
         if self.indices.shape[0] > 0:
             positions = positions[self.indices]
-        pos = positions.to(self.dtype) * self.nm_to_angstrom
+        # Neighbour search and pair vectors in the caller's precision (float64 from PythonForce, ASE and
+        # OpenMM's double-precision platforms): absolute coordinates of a drifting or large system need
+        # more digits than float32 has, their differences do not. Only the vectors go to the network's dtype.
+        pos = positions * self.nm_to_angstrom
         box: Optional[Tensor] = None
         if box_vectors is not None:
-            box = box_vectors.to(self.dtype) * self.nm_to_angstrom
+            box = box_vectors.to(pos.dtype) * self.nm_to_angstrom
         edge_index, shifts = neighbor_list(pos, self.cutoff_angstrom, box, None, self.all_pairs_max_atoms)
-        energy_ev = self.model.atomic_energies(self.species, pos, edge_index, shifts).sum()
+        vectors = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0]) + shifts
+        energy_ev = self.model.atomic_energies_from_vectors(self.species, vectors.to(self.dtype), edge_index).sum()
         return energy_ev * self.ev_to_kj_per_mol

@@ -52,7 +52,7 @@ def inductor_deployed(module: torch.jit.ScriptModule, meta: Dict[str, Any], devi
         # torch warns "No CUDA runtime is found" while building CPU kernels: true and beside the point.
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     network = deployed.model
-    network.atomic_energies = torch.compile(network.atomic_energies, dynamic=True)
+    network.atomic_energies_from_vectors = torch.compile(network.atomic_energies_from_vectors, dynamic=True)
     return deployed
 
 

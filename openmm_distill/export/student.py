@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from openmm_distill.elements import symbol, symbols
-from openmm_distill.errors import UnsupportedElementError
+from openmm_distill.elements import check_supported, symbols
+from openmm_distill.errors import MissingFileError
 from openmm_distill.export.torchscript import load_compiled
 
 # Students shipped inside the package (trained by training/ recipes, see their model cards).
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "students"
+SHIPPED_DIR = Path(str(resources.files("openmm_distill") / "students"))  # package data, in the wheel too
 
 
 def available_students() -> List[str]:
@@ -28,7 +29,7 @@ def resolve_student_path(student: str | os.PathLike) -> Path:
         shipped = SHIPPED_DIR / f"{student}.pt"
         if shipped.is_file():
             return shipped
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no shipped student named {str(student)!r} (shipped: {available_students() or 'none'}) "
             "and no such file; pass the path of a compiled student (.pt)"
         )
@@ -62,15 +63,7 @@ class CompiledStudent:
 
     def check_elements(self, atomic_numbers: Sequence[int]) -> None:
         """Raise :class:`UnsupportedElementError` naming any element the student does not support."""
-        z = np.asarray(atomic_numbers, dtype=np.int64)
-        bad = sorted(set(int(x) for x in np.unique(z)) - set(self.elements))
-        if bad:
-            names = ", ".join(f"{symbol(b) if 0 < b < 37 else '?'} (Z={b})" for b in bad)
-            count = int(np.isin(z, bad).sum())
-            raise UnsupportedElementError(
-                f"student {self.name!r} does not support element(s) {names} ({count} atom(s)); "
-                f"it supports {', '.join(symbols(self.elements))}"
-            )
+        check_supported(atomic_numbers, self.elements, f"student {self.name!r}")
 
     def bound_module(self, atomic_numbers: Sequence[int], indices: Optional[Sequence[int]] = None,
                      device: str = "cpu") -> torch.jit.ScriptModule:

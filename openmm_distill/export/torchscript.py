@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from openmm_distill.cpu_runtime import keep_freed_memory
 from openmm_distill.elements import symbols
-from openmm_distill.errors import IncompatibleFileError
+from openmm_distill.errors import ConfigError, IncompatibleFileError, MissingFileError
 from openmm_distill.export.deployed import DeployedStudent
 from openmm_distill.models.registry import count_parameters
+from openmm_distill.units import ANGSTROM_TO_NM
+from openmm_distill.version import __version__
 
 COMPILED_KIND = "openmm-distill/compiled-student"
 COMPILED_FORMAT_VERSION = 1
@@ -68,8 +69,6 @@ def verify_agreement(reference: nn.Module, candidate: nn.Module, elements, dtype
 
 
 def build_metadata(model: nn.Module, dtype: str, preset: Optional[str], extra: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    from openmm_distill import __version__
-
     meta: Dict[str, Any] = {
         "kind": COMPILED_KIND,
         "format_version": COMPILED_FORMAT_VERSION,
@@ -78,7 +77,7 @@ def build_metadata(model: nn.Module, dtype: str, preset: Optional[str], extra: O
         "elements": list(model.elements),
         "element_symbols": symbols(model.elements),
         "cutoff_angstrom": float(model.cutoff),
-        "cutoff_nm": float(model.cutoff) / 10.0,
+        "cutoff_nm": float(model.cutoff) * ANGSTROM_TO_NM,
         "hyperparameters": {
             "hidden": model.hidden, "n_interactions": model.n_interactions,
             "cutoff": float(model.cutoff), "n_rbf": model.n_rbf,
@@ -116,7 +115,7 @@ def compile_student(
     Returns the metadata dict that was embedded.
     """
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not supported; choose one of {list(_DTYPES)}")
+        raise ConfigError(f"dtype {dtype!r} is not supported; choose one of {list(_DTYPES)}")
     import copy
 
     eager = DeployedStudent(copy.deepcopy(model).eval(), _DTYPES[dtype], all_pairs_max_atoms)
@@ -152,8 +151,7 @@ def load_compiled(path: str | os.PathLike, map_location: str = "cpu") -> Tuple[t
     """Load a compiled student and its metadata; raises :class:`IncompatibleFileError` for foreign files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"compiled student {str(path)!r} does not exist")
-    keep_freed_memory()  # whoever loads a student is about to call it many times
+        raise MissingFileError(f"compiled student {str(path)!r} does not exist")
     extra = {METADATA_FILE: ""}
     try:
         module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
@@ -188,5 +186,4 @@ def module_to_bytes(module: torch.jit.ScriptModule) -> bytes:
 def module_from_bytes(data: bytes, map_location: str = "cpu") -> torch.jit.ScriptModule:
     import io
 
-    keep_freed_memory()
     return torch.jit.load(io.BytesIO(data), map_location=map_location)

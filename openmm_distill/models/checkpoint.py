@@ -17,7 +17,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from openmm_distill.errors import IncompatibleFileError
+from openmm_distill.errors import IncompatibleFileError, MissingFileError
+from openmm_distill.version import __version__
 
 CHECKPOINT_KIND = "openmm-distill/student-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -64,8 +65,6 @@ def save_checkpoint(
     ``extra`` holds trainer state (optimizer, epoch, ...) and must itself be
     loadable with ``weights_only=True`` (tensors, numbers, strings, lists, dicts).
     """
-    from openmm_distill import __version__
-
     payload = {
         "kind": CHECKPOINT_KIND,
         "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -83,7 +82,7 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, Any]:
     """Load and validate a checkpoint dict (no code is executed: ``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise MissingFileError(f"checkpoint {str(path)!r} does not exist")
     try:
         with warnings.catch_warnings():
             # A compiled (TorchScript) student is read here first by `openmm-distill compile`, which then rebuilds

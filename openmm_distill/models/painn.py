@@ -21,6 +21,8 @@ from typing import List
 import torch
 from torch import Tensor, nn
 
+from openmm_distill.errors import ConfigError
+
 
 class CosineCutoff(nn.Module):
     """f(r) = (cos(pi r / rc) + 1) / 2 for r < rc, else 0: value and slope vanish at rc."""
@@ -61,17 +63,19 @@ class MessageBlock(nn.Module):
         # layer's rows of the shared filter matrix [n_out, K], in the order s, vv, vs.
         # Each part is filtered and gathered on its own so that no [E, n_out] tensor
         # is split (its backward would concatenate E-sized gradients: ~15 % of a call).
-        # index_select gathers ~3x faster than advanced indexing on CPU.
+        # index_select gathers ~3x faster than advanced indexing on CPU. The Tensor method, not
+        # torch.index_select: torch_geometric (imported by SevenNet) replaces the latter with a Python
+        # wrapper that TorchScript would then compile into the student.
         h = self.hidden
         phi = self.phi(s)
         n = s.shape[0]
-        ds_e = torch.index_select(phi[:, :h], 0, j) * nn.functional.linear(g, filter_weight[:h])
+        ds_e = phi[:, :h].index_select(0, j) * nn.functional.linear(g, filter_weight[:h])
         if self.with_vectors:
-            dvs = torch.index_select(phi[:, 2 * h:], 0, j) * nn.functional.linear(g, filter_weight[2 * h:])
+            dvs = phi[:, 2 * h:].index_select(0, j) * nn.functional.linear(g, filter_weight[2 * h:])
             dv_e = dvs.unsqueeze(1) * unit.unsqueeze(-1)
             if not self.first:
-                dvv = torch.index_select(phi[:, h:2 * h], 0, j) * nn.functional.linear(g, filter_weight[h:2 * h])
-                dv_e = dv_e + dvv.unsqueeze(1) * torch.index_select(v, 0, j)
+                dvv = phi[:, h:2 * h].index_select(0, j) * nn.functional.linear(g, filter_weight[h:2 * h])
+                dv_e = dv_e + dvv.unsqueeze(1) * v.index_select(0, j)
             v = v + torch.zeros_like(v).index_add_(0, i, dv_e)
         ds = torch.zeros((n, h), dtype=s.dtype, device=s.device).index_add_(0, i, ds_e)
         return s + ds, v
@@ -116,7 +120,7 @@ class PaiNN(nn.Module):
     def __init__(self, elements: List[int], hidden: int = 128, n_interactions: int = 3, cutoff: float = 5.0, n_rbf: int = 20):
         super().__init__()
         if n_interactions < 1:
-            raise ValueError(f"n_interactions must be >= 1, got {n_interactions}")
+            raise ConfigError(f"n_interactions must be >= 1, got {n_interactions}")
         self.elements: List[int] = [int(z) for z in elements]
         self.hidden = hidden
         self.n_interactions = n_interactions
@@ -157,7 +161,7 @@ class PaiNN(nn.Module):
         species = torch.full_like(z, -1)
         species[ok] = self.z_to_species[z[ok]]
         if bool((species < 0).any()):
-            bad = torch.unique(z[species < 0]).tolist()
+            bad: List[int] = torch.unique(z[species < 0]).tolist()
             raise ValueError(
                 "unsupported atomic numbers " + str(bad) + "; this student supports " + str(self.elements)
             )
@@ -167,12 +171,19 @@ class PaiNN(nn.Module):
         """Per-atom energies [N] in eV (network term scaled and shifted, plus reference energies)."""
         i = edge_index[0]
         j = edge_index[1]
-        vec = torch.index_select(positions, 0, j) - torch.index_select(positions, 0, i) + shifts
+        vec = positions.index_select(0, j) - positions.index_select(0, i) + shifts
+        return self.atomic_energies_from_vectors(species, vec, edge_index)
+
+    def atomic_energies_from_vectors(self, species: Tensor, vec: Tensor, edge_index: Tensor) -> Tensor:
+        """Per-atom energies [N] in eV from the pair vectors ``vec[E, 3]`` (Angstrom, atom i to its neighbour j,
+        minimum image). The deployed module computes them in the caller's precision and casts only the vectors."""
+        i = edge_index[0]
+        j = edge_index[1]
         r = torch.sqrt((vec * vec).sum(dim=-1))
         unit = vec / r.unsqueeze(-1)
         g = self.rbf(r) * self.fcut(r).unsqueeze(-1)
         filter_weights = torch.split(self.filters.weight, self.filter_sizes, dim=0)
-        n = positions.shape[0]
+        n = species.shape[0]
         s = self.embedding(species)
         v = torch.zeros((n, 3, self.hidden), dtype=s.dtype, device=s.device)
         for k, message in enumerate(self.messages):

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from torch import nn
 
 from openmm_distill.elements import ORGANIC_ELEMENTS
+from openmm_distill.errors import ConfigError
 from openmm_distill.models.painn import PaiNN
 
 ARCHITECTURES: Dict[str, Callable[..., nn.Module]] = {"painn": PaiNN}
@@ -50,7 +51,7 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown student preset {name!r}; choose one of {preset_names()}") from None
+        raise ConfigError(f"unknown student preset {name!r}; choose one of {preset_names()}") from None
 
 
 def build_model(architecture: str, elements: Sequence[int], **hyperparameters) -> nn.Module:
@@ -58,7 +59,7 @@ def build_model(architecture: str, elements: Sequence[int], **hyperparameters) -
     try:
         cls = ARCHITECTURES[architecture]
     except KeyError:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {list(ARCHITECTURES)}") from None
+        raise ConfigError(f"unknown architecture {architecture!r}; choose one of {list(ARCHITECTURES)}") from None
     return cls(elements=list(elements), **hyperparameters)
 
 

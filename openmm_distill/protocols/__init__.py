@@ -20,27 +20,24 @@ they can check other potentials too.
 >>> out = run_nve_protocol("tiny", "ethanol,aspirin", NVESettings.quick())   # doctest: +SKIP
 >>> print(out.summary)                                             # doctest: +SKIP
 """
+from openmm_distill.md.watchdog import Watchdog, WatchdogThresholds
 from openmm_distill.protocols.accuracy import (
     AccuracySettings,
     run_accuracy,
     run_accuracy_protocol,
     sample_geometries,
 )
-from openmm_distill.protocols.common import (
-    DEFAULT_SYSTEMS,
-    MolecularSystem,
-    ProtocolOutput,
-    resolve_system,
-    system_specs,
+from openmm_distill.protocols.accuracy_metrics import energy_metrics, force_metrics, percentile_summary
+from openmm_distill.protocols.drift import DriftAnalysis, analyse_energy_series
+from openmm_distill.protocols.nve import (
+    EnergySeries,
+    NVEResult,
+    NVESettings,
+    nve_energy_series,
+    run_nve,
+    run_nve_protocol,
 )
-from openmm_distill.protocols.metrics import (
-    DriftAnalysis,
-    analyse_energy_series,
-    energy_metrics,
-    force_metrics,
-    percentile_summary,
-)
-from openmm_distill.protocols.nve import EnergySeries, NVEResult, NVESettings, nve_energy_series, run_nve, run_nve_protocol
+from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.report import (
     VERDICTS,
     VerdictThresholds,
@@ -51,12 +48,20 @@ from openmm_distill.protocols.report import (
 from openmm_distill.protocols.stability import (
     StabilityResult,
     StabilitySettings,
-    Watchdog,
-    WatchdogThresholds,
     run_stability,
     run_stability_protocol,
 )
-from openmm_distill.protocols.throughput import ThroughputSettings, run_throughput, run_throughput_protocol
+from openmm_distill.protocols.throughput import (
+    ThroughputSettings,
+    run_throughput,
+    run_throughput_protocol,
+)
+from openmm_distill.systems.resolve import (
+    DEFAULT_SYSTEMS,
+    MolecularSystem,
+    resolve_system,
+    system_specs,
+)
 
 PROTOCOLS = ("nve", "throughput", "accuracy", "stability", "report")
 

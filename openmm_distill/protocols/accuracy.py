@@ -22,16 +22,24 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from openmm_distill.errors import DistillError
-from openmm_distill.protocols import common
-from openmm_distill.protocols.common import MolecularSystem, ProtocolOutput
-from openmm_distill.protocols.metrics import (
+from openmm_distill.errors import ConfigError, DistillError
+from openmm_distill.protocols import environment, openmm_setup, output
+from openmm_distill.protocols.accuracy_metrics import (
     DEFAULT_MIN_FORCE,
     angular_errors_deg,
     energy_metrics,
     force_metrics,
 )
+from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.plots import plot_error_histograms, plot_parity
+from openmm_distill.systems.resolve import (
+    MolecularSystem,
+    resolve_system,
+    split_list,
+    system_specs,
+)
+from openmm_distill.targets import check_targets
+from openmm_distill.units import MEV_PER_EV
 
 
 @dataclass
@@ -97,7 +105,7 @@ def sample_geometries(system: Union[str, MolecularSystem], settings: AccuracySet
     Periodic systems and structure files without a SMILES use their given
     structure as the only "conformer".
     """
-    molsys = common.resolve_system(system)
+    molsys = resolve_system(system)
     rng = _rng(settings.seed, molsys.name)
     conformers: List[np.ndarray] = []
     numbers = molsys.atomic_numbers
@@ -129,7 +137,7 @@ def label_samples(samples: Sequence[Sample], teacher, show_progress: bool = True
     from openmm_distill.errors import TeacherError
 
     labelled, failures = [], []
-    for s in common.progress(samples, desc=desc, enabled=show_progress, unit_name="structure"):
+    for s in output.progress(samples, desc=desc, enabled=show_progress, unit_name="structure"):
         try:
             r = teacher.compute(s.atomic_numbers, s.positions, s.box)
         except TeacherError as exc:
@@ -159,7 +167,7 @@ def samples_from_dataset(path: Union[str, Path], molecules: Optional[Sequence[st
             wanted = set(molecules)
             index = index[[n in wanted for n in names]]
             if not index.size:
-                raise ValueError(f"no structures of {sorted(wanted)} in {path} (it has {sorted(set(names))[:20]})")
+                raise ConfigError(f"no structures of {sorted(wanted)} in {path} (it has {sorted(set(names))[:20]})")
         if max_structures is not None and index.size > max_structures:
             index = index[np.unique(np.linspace(0, index.size - 1, int(max_structures)).round().astype(int))]
         samples = []
@@ -182,30 +190,26 @@ def predict(samples: Sequence[Sample], calculator, show_progress: bool = True) -
         of the samples the student could evaluate, those samples, and
         ``(key, reason)`` for the others (unsupported element, box too small).
     """
-    from ase import Atoms
+    from openmm_distill.export.predict import predict_structures
 
-    energies, forces, kept, failures = [], [], [], []
-    for s in common.progress(samples, desc="student", enabled=show_progress, unit_name="structure"):
+    def predict_one(s: Sample) -> tuple:
+        from ase import Atoms
+
         atoms = Atoms(numbers=s.atomic_numbers, positions=s.positions)
         if s.box is not None:
             atoms.cell = s.box
             atoms.pbc = True
         atoms.calc = calculator
-        try:
-            energy = float(atoms.get_potential_energy())
-            force = np.array(atoms.get_forces(), dtype=np.float64)
-        except DistillError as exc:
-            failures.append((s.key or s.molecule, f"{type(exc).__name__}: {exc}"))
-            continue
-        energies.append(energy)
-        forces.append(force)
-        kept.append(s)
-    return np.array(energies), forces, kept, failures
+        return float(atoms.get_potential_energy()), np.array(atoms.get_forces(), dtype=np.float64)
+
+    result = predict_structures(predict_one, samples, progress=show_progress, desc="student")
+    failures = [(samples[i].key or samples[i].molecule, reason) for i, reason in result.failures]
+    return result.energies, result.forces, [samples[i] for i in result.kept], failures
 
 
 def evaluate(samples: Sequence[Sample], pred_energy: np.ndarray, pred_forces: Sequence[np.ndarray],
              min_force: float = DEFAULT_MIN_FORCE) -> Dict[str, Any]:
-    """Overall and per-molecule force and energy metrics (see :mod:`openmm_distill.protocols.metrics`)."""
+    """Overall and per-molecule force and energy metrics (see :mod:`openmm_distill.protocols.accuracy_metrics`)."""
     ref_f = np.concatenate([s.forces for s in samples])
     pred_f = np.concatenate(pred_forces)
     z = np.concatenate([s.atomic_numbers for s in samples])
@@ -230,12 +234,10 @@ def evaluate(samples: Sequence[Sample], pred_energy: np.ndarray, pred_forces: Se
 
 
 def preset_targets(metrics: Dict[str, Any], preset: Optional[str]) -> Dict[str, Any]:
-    """The training targets of the student's preset (:mod:`openmm_distill.training.targets`), checked
+    """The training targets of the student's preset (:mod:`openmm_distill.targets`), checked
     against these metrics: metric -> ``{"label", "value", "target", "kind", "passed"}`` (empty without a preset)."""
     if not preset:
         return {}
-    from openmm_distill.training.targets import check_targets
-
     f, e = metrics["forces"], metrics["energy"]
     return check_targets({"force_r2": f["r2"], "force_mae": f["mae"], "angle_deg": f["angle_deg"],
                           "energy_mae_mev_per_atom": e["mae_mev_per_atom"]}, preset)
@@ -272,19 +274,24 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
     from ase.calculators.calculator import Calculator
 
     from openmm_distill.ase_calculator import StudentCalculator
-    from openmm_distill.protocols.teachers import default_teacher_name, get_protocol_teacher
+    from openmm_distill.protocols.teachers import (
+        default_teacher_name,
+        get_protocol_teacher,
+    )
 
     settings = settings or AccuracySettings.quick()
     if isinstance(student, Calculator):
         calculator, meta = student, {}
     else:
-        import openmm_distill as od
+        from openmm_distill.cpu_runtime import keep_freed_memory
+        from openmm_distill.export.student import load_student
 
-        loaded = od.load_student(student)
+        keep_freed_memory()  # a protocol calls the student many times: keep its freed blocks for reuse
+        loaded = load_student(student)
         calculator, meta = StudentCalculator(loaded), loaded.metadata
     failures: List[tuple] = []
     if dataset is not None:
-        molecules = [str(s) for s in common.split_list(systems)] or None
+        molecules = [str(s) for s in split_list(systems)] or None
         samples, teacher_info = samples_from_dataset(dataset, molecules, settings.max_structures)
         teacher_info = {**teacher_info, "source": f"labels from {dataset}"}
     else:
@@ -294,7 +301,7 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
             teacher_obj, label = teacher, getattr(teacher, "name", "teacher")
         teacher_info = {**teacher_obj.describe(), "label": label, "source": "labelled live"}
         samples = []
-        for spec in common.system_specs(systems):
+        for spec in system_specs(systems):
             unlabelled = sample_geometries(spec, settings)
             labelled, failed = label_samples(unlabelled, teacher_obj, show_progress,
                                              desc=f"{unlabelled[0].molecule}: {label}" if unlabelled else label)
@@ -305,7 +312,7 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
     pred_e, pred_f, kept, failed = predict(samples, calculator, show_progress)
     failures += failed
     if not kept:
-        raise ValueError("no structure could be evaluated: " + "; ".join(r for _, r in failures[:3]))
+        raise DistillError("no structure could be evaluated: " + "; ".join(r for _, r in failures[:3]))
     metrics = evaluate(kept, pred_e, pred_f, settings.min_force)
     metrics["failures"] = [{"key": k, "reason": r} for k, r in failures]
     metrics["preset_targets"] = preset_targets(metrics, meta.get("preset"))
@@ -327,31 +334,31 @@ def summarize_accuracy(metrics: Dict[str, Any], teacher_info: Dict[str, Any], mo
         f"Angular errors leave out atoms with a teacher force below {settings.min_force:g} eV/Å. "
         "Energies: absolute (students learn the teacher's absolute energies) and after removing each "
         "molecule's mean error (a constant offset changes no force).", "",
-        common.markdown_table(
+        output.markdown_table(
             ["force R²", "force RMSE (eV/Å)", "force MAE (eV/Å)", "angular error (°)",
              "abs. component error p50/p90/p95/max (eV/Å)",
              "per-atom error norm p50/p90/p95/max (eV/Å)", "energy MAE (meV/atom)", "offset-corrected (meV/atom)"],
             [[f["r2"], f["rmse"], f["mae"], f["angle_deg"],
-              " / ".join(common.fmt(f["component_abs_error"][k]) for k in ("p50", "p90", "p95", "max")),
-              " / ".join(common.fmt(f["atom_error_norm"][k]) for k in ("p50", "p90", "p95", "max")),
+              " / ".join(output.fmt(f["component_abs_error"][k]) for k in ("p50", "p90", "p95", "max")),
+              " / ".join(output.fmt(f["atom_error_norm"][k]) for k in ("p50", "p90", "p95", "max")),
               e["mae_mev_per_atom"], e["offset_corrected_mae_mev_per_atom"]]]),
         "", "## Per molecule", "",
-        common.markdown_table(
+        output.markdown_table(
             ["molecule", "structures", "atoms", "force R²", "force RMSE", "angle (°)", "energy MAE (meV/atom)",
              "offset-corr. (meV/atom)"],
             [[name, m["n_structures"], m["n_atoms"], m["forces"]["r2"], m["forces"]["rmse"], m["forces"]["angle_deg"],
               m["energy"]["mae_mev_per_atom"], m["energy"]["offset_corrected_mae_mev_per_atom"]]
              for name, m in metrics["per_molecule"].items()]),
         "", "## Force MAE per element (eV/Å)", "",
-        common.markdown_table(["element", "atoms", "MAE"],
+        output.markdown_table(["element", "atoms", "MAE"],
                               [[el, f.get("per_element_count", {}).get(el), v]
                                for el, v in f.get("per_element_mae", {}).items()]),
     ]
     targets = {k: v for k, v in (metrics.get("preset_targets") or {}).items() if v.get("target") is not None}
     if targets:
-        missed = [f"{v['label']} {common.fmt(v['value'])} (target {'≥' if v['kind'] == 'min' else '≤'} "
+        missed = [f"{v['label']} {output.fmt(v['value'])} (target {'≥' if v['kind'] == 'min' else '≤'} "
                   f"{v['target']:g})" for v in targets.values() if not v["passed"]]
-        lines += ["", "Training targets of the preset (`openmm_distill.training.targets`): "
+        lines += ["", "Training targets of the preset (`openmm_distill.targets`): "
                   + ("all met." if not missed else "missed: " + "; ".join(missed) + ".")]
     if metrics.get("failures"):
         lines += ["", f"{len(metrics['failures'])} structure(s) could not be evaluated (first: "
@@ -366,17 +373,17 @@ def run_accuracy_protocol(student, systems: Union[None, str, Sequence[Any]] = No
     """Run :func:`run_accuracy` and write ``accuracy.json``, parity and error-histogram PNGs,
     ``accuracy_samples.npz`` (the arrays) and ``summary.md``."""
     settings = settings or AccuracySettings.quick()
-    output_dir = Path(output_dir) if output_dir is not None else common.default_output_dir("accuracy", student)
+    output_dir = Path(output_dir) if output_dir is not None else output.default_output_dir("accuracy", student)
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics, data, teacher_info = run_accuracy(student, systems, settings, dataset=dataset, teacher=teacher,
                                                teacher_weights=teacher_weights, show_progress=show_progress)
-    name = common.model_label(student) if not hasattr(student, "calculate") else type(student).__name__
+    name = openmm_setup.model_label(student) if not hasattr(student, "calculate") else type(student).__name__
     files = _write_accuracy_files(output_dir, data, settings, name)
     payload = {"protocol": "accuracy",
-               "model": common.student_info(student) if not hasattr(student, "calculate") else {"name": name},
+               "model": openmm_setup.student_info(student) if not hasattr(student, "calculate") else {"name": name},
                "settings": asdict(settings), "dataset": None if dataset is None else str(dataset),
-               "teacher": teacher_info, "environment": common.environment_info(), "metrics": metrics}
-    return common.finish("accuracy", output_dir, payload,
+               "teacher": teacher_info, "environment": environment.environment_info(), "metrics": metrics}
+    return output.finish("accuracy", output_dir, payload,
                          summarize_accuracy(metrics, teacher_info, name, settings,
                                             None if dataset is None else str(dataset)), files)
 
@@ -393,8 +400,8 @@ def _write_accuracy_files(output_dir: Path, data: AccuracyData, settings: Accura
     ref_rel, pred_rel = np.empty_like(ref_e), np.empty_like(ref_e)
     for g in dict.fromkeys(groups.tolist()):
         m = groups == g
-        ref_rel[m] = (ref_e[m] - ref_e[m].mean()) / n[m] * 1000.0
-        pred_rel[m] = (data.pred_energy[m] - data.pred_energy[m].mean()) / n[m] * 1000.0
+        ref_rel[m] = (ref_e[m] - ref_e[m].mean()) / n[m] * MEV_PER_EV
+        pred_rel[m] = (data.pred_energy[m] - data.pred_energy[m].mean()) / n[m] * MEV_PER_EV
     files = [
         plot_parity(output_dir / "accuracy_parity.png", ref_f, pred_f, ref_e / n, data.pred_energy / n, ref_rel,
                     pred_rel, z, title=f"{name} vs teacher"),

@@ -12,13 +12,13 @@ the folders they came from.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
+from openmm_distill.config_loader import from_dict
 from openmm_distill.errors import ConfigError
-from openmm_distill.protocols import common
-from openmm_distill.protocols.common import ProtocolOutput
+from openmm_distill.protocols import output
+from openmm_distill.protocols.output import ProtocolOutput
 
 # Student fields that may differ between parts: where the same file was read from, and the label derived from it.
 _LOCAL_MODEL_FIELDS = ("path", "name")
@@ -28,16 +28,16 @@ def _nve_summary(records: List[Dict[str, Any]], settings: Dict[str, Any], name: 
     from openmm_distill.protocols.nve import NVESettings, summarize_nve
 
     verdict = {"all_passed": bool(records) and all(r["passed"] for r in records)}
-    return summarize_nve(records, NVESettings(**settings), name), verdict
+    return summarize_nve(records, from_dict(NVESettings, settings, "settings"), name), verdict
 
 
 def _stability_summary(records: List[Dict[str, Any]], settings: Dict[str, Any],
                        name: str) -> Tuple[str, Dict[str, Any]]:
-    from openmm_distill.protocols.stability import StabilitySettings, WatchdogThresholds, summarize_stability
+    from openmm_distill.protocols.stability import StabilitySettings
+    from openmm_distill.protocols.stability_summary import summarize_stability
 
-    parsed = replace(StabilitySettings(**{k: v for k, v in settings.items() if k != "thresholds"}),
-                     temperatures_k=tuple(settings["temperatures_k"]),
-                     thresholds=WatchdogThresholds(**settings["thresholds"]))
+    # The settings as the parts wrote them to JSON (lists for tuples, a mapping for the thresholds).
+    parsed = from_dict(StabilitySettings, settings, "settings")
     verdict = {"all_survived": bool(records) and all(r["survived_all"] for r in records)}
     return summarize_stability(records, parsed, name), verdict
 
@@ -111,4 +111,4 @@ def merge_outputs(folders: Sequence[Union[str, Path]], output_dir: Union[str, Pa
     payload = {"protocol": protocol, "model": first["model"], "settings": first["settings"],
                "environments": [part.get("environment") for part in parts], **verdict,
                "merged_from": [str(f) for f in folders], "systems": records}
-    return common.finish(protocol, Path(output_dir), payload, summary, [])
+    return output.finish(protocol, Path(output_dir), payload, summary, [])

@@ -19,14 +19,19 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import openmm
-from openmm import app, unit
 
 from openmm_distill.errors import DistillError
-from openmm_distill.protocols import common, parallel
-from openmm_distill.protocols.common import MolecularSystem, ModelLike, ProtocolOutput
-from openmm_distill.protocols.metrics import DriftAnalysis, analyse_energy_series
+from openmm_distill.md.loop import run_md
+from openmm_distill.protocols import environment, openmm_setup, output, parallel
+from openmm_distill.protocols.drift import DriftAnalysis, analyse_energy_series
+from openmm_distill.protocols.openmm_setup import ModelLike
+from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.plots import plot_nve
+from openmm_distill.systems.resolve import MolecularSystem, resolve_system, safe_name, system_specs
+from openmm_distill.units import PICOSECOND_TO_FEMTOSECOND
+
+import openmm
+from openmm import app, unit
 
 
 @dataclass
@@ -79,7 +84,7 @@ class NVESettings:
         return replace(cls(equilibration_ps=10.0, length_ps=100.0, report_interval_fs=10.0), **_given(overrides))
 
     def steps(self, picoseconds: float) -> int:
-        return max(0, int(round(picoseconds * 1000.0 / self.timestep_fs)))
+        return max(0, int(round(picoseconds * PICOSECOND_TO_FEMTOSECOND / self.timestep_fs)))
 
     @property
     def report_every(self) -> int:
@@ -118,13 +123,6 @@ class EnergySeries:
         return self.potential_kj_per_mol + self.kinetic_kj_per_mol
 
 
-def _energies(context: openmm.Context) -> tuple:
-    state = context.getState(getEnergy=True)
-    return (state.getTime().value_in_unit(unit.picosecond),
-            state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
-            state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole))
-
-
 def nve_energy_series(simulation: Union[app.Simulation, openmm.Context], n_steps: int, report_every: int, *,
                       integrator: Optional[openmm.Integrator] = None, show_progress: bool = True,
                       desc: str = "NVE") -> EnergySeries:
@@ -147,27 +145,28 @@ def nve_energy_series(simulation: Union[app.Simulation, openmm.Context], n_steps
     Stops early, with ``completed=False``, at the first non-finite energy or
     OpenMM exception (e.g. "particle coordinate is NaN").
     """
-    context = getattr(simulation, "context", simulation)
-    stepper = simulation.step if hasattr(simulation, "step") else (integrator or context.getIntegrator()).step
     times, pot, kin = [], [], []
-    t0, e_pot, e_kin = _energies(context)
-    times.append(0.0), pot.append(e_pot), kin.append(e_kin)
-    completed, message = True, ""
+    start_ps: List[float] = []  # the Context's clock at the first sample
+
+    def record(steps_done: int, state: openmm.State) -> bool:
+        t = state.getTime().value_in_unit(unit.picosecond)
+        if steps_done == 0:
+            start_ps.append(t)
+        e_pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        e_kin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        times.append(t - start_ps[0]), pot.append(e_pot), kin.append(e_kin)
+        # The starting state is recorded as it is; a blow-up shows in a later sample.
+        return steps_done == 0 or bool(np.isfinite(e_pot) and np.isfinite(e_kin))
+
     n_reports = n_steps // report_every
-    with common.progress(total=n_reports * report_every, desc=desc, enabled=show_progress, unit_name="step") as bar:
-        for _ in range(n_reports):
-            try:
-                stepper(report_every)
-            except openmm.OpenMMException as exc:
-                completed, message = False, f"OpenMM error at t = {times[-1]:.4g} ps: {exc}"
-                break
-            t, e_pot, e_kin = _energies(context)
-            times.append(t - t0), pot.append(e_pot), kin.append(e_kin)
-            bar.update(report_every)
-            if not (np.isfinite(e_pot) and np.isfinite(e_kin)):
-                completed, message = False, f"non-finite energy at t = {t - t0:.4g} ps"
-                break
-    return EnergySeries(np.array(times), np.array(pot), np.array(kin), completed, message)
+    with output.progress(total=n_reports * report_every, desc=desc, enabled=show_progress, unit_name="step") as bar:
+        run = run_md(simulation, n_reports, report_every, record, integrator=integrator, progress=bar)
+    message = ""
+    if run.error:
+        message = f"OpenMM error at t = {times[-1]:.4g} ps: {run.error}"
+    elif run.stopped:
+        message = f"non-finite energy at t = {times[-1]:.4g} ps"
+    return EnergySeries(np.array(times), np.array(pot), np.array(kin), run.completed, message)
 
 
 @dataclass
@@ -215,7 +214,7 @@ def run_nve(model: ModelLike, system: Union[str, MolecularSystem], settings: Opt
     model : student name, compiled file, CompiledStudent, or openmm.System
         An ``openmm.System`` is simulated as given (its particles must match ``system``).
     system : str or MolecularSystem
-        See :func:`openmm_distill.protocols.common.resolve_system`.
+        See :func:`openmm_distill.systems.resolve.resolve_system`.
     settings : NVESettings, optional
         Default :meth:`NVESettings.quick`.
     platform, precision : str, optional
@@ -231,9 +230,9 @@ def run_nve(model: ModelLike, system: Union[str, MolecularSystem], settings: Opt
         ``status="skipped"`` with the message, so a multi-system run goes on.
     """
     settings = settings or NVESettings.quick()
-    molsys = common.resolve_system(system)
+    molsys = resolve_system(system)
     try:
-        omm_system = common.build_system(model, molsys, backend)
+        omm_system = openmm_setup.build_system(model, molsys, backend)
     except (DistillError, ValueError) as exc:
         return NVEResult(molsys.describe(), "skipped", f"{type(exc).__name__}: {exc}", settings=settings)
     dt = settings.timestep_fs * unit.femtosecond
@@ -246,15 +245,15 @@ def run_nve(model: ModelLike, system: Union[str, MolecularSystem], settings: Opt
     integrator.addIntegrator(langevin)
     integrator.addIntegrator(openmm.VerletIntegrator(dt))
     integrator.setCurrentIntegrator(0)
-    sim = common.make_simulation(omm_system, molsys, integrator, platform, precision)
-    info = common.platform_info(sim, model)
+    sim = openmm_setup.make_simulation(omm_system, molsys, integrator, platform, precision)
+    info = environment.platform_info(sim, model)
     if settings.minimize_iterations > 0:
         sim.minimizeEnergy(maxIterations=settings.minimize_iterations)
     sim.context.setVelocitiesToTemperature(settings.temperature_k * unit.kelvin, settings.seed)
     n_eq = settings.steps(settings.equilibration_ps)
     chunk = max(1, settings.report_every * 20)
     try:
-        with common.progress(total=n_eq, desc=f"{molsys.name}: thermalise", enabled=show_progress,
+        with output.progress(total=n_eq, desc=f"{molsys.name}: thermalise", enabled=show_progress,
                              unit_name="step") as bar:
             for done in range(0, n_eq, chunk):
                 sim.step(min(chunk, n_eq - done))
@@ -269,7 +268,7 @@ def run_nve(model: ModelLike, system: Union[str, MolecularSystem], settings: Opt
         series.time_ps, series.potential_kj_per_mol, series.kinetic_kj_per_mol, molsys.n_atoms,
         max_abs_drift_mev_per_atom_per_ps=settings.max_abs_drift_mev_per_atom_per_ps,
         max_relative_drift_percent=settings.max_relative_drift_percent,
-        degrees_of_freedom=common.degrees_of_freedom(omm_system))
+        degrees_of_freedom=openmm_setup.degrees_of_freedom(omm_system))
     if not series.completed:
         analysis.passed = False
         analysis.reasons.append(series.message)
@@ -305,7 +304,7 @@ def summarize_nve(records: Sequence[Dict[str, Any]], settings: NVESettings, mode
         f"Thermalised {settings.equilibration_ps:g} ps with Langevin dynamics at {settings.temperature_k:g} K "
         f"(friction {settings.friction_per_ps:g}/ps), then {settings.length_ps:g} ps of velocity Verlet "
         f"(`VerletIntegrator`), time step {settings.timestep_fs:g} fs, energies every {settings.report_interval_fs:g} fs.",
-        common.platform_sentence(platform),
+        environment.platform_sentence(platform),
         "",
         f"Pass: |drift| <= {settings.max_abs_drift_mev_per_atom_per_ps:g} meV/atom/ps"
         + (f" and |relative drift| <= {settings.max_relative_drift_percent:g}% of <KE>"
@@ -313,7 +312,7 @@ def summarize_nve(records: Sequence[Dict[str, Any]], settings: NVESettings, mode
         + ". Drift = slope of a linear fit of the total energy; relative drift = drift x run length "
           "in % of the mean kinetic energy; fluctuation = std of the total energy; excursion = "
           "max |E_tot(t) - E_tot(0)|.", "",
-        common.markdown_table(["system", "atoms", "drift (meV/atom/ps)", "rel. drift (% KE)",
+        output.markdown_table(["system", "atoms", "drift (meV/atom/ps)", "rel. drift (% KE)",
                                "std E_tot (meV/atom)", "max excursion (meV/atom)", "<T> (K)", "result", "notes"],
                               rows),
     ]
@@ -329,7 +328,7 @@ def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] 
     Parameters
     ----------
     systems : comma-separated string or sequence, optional
-        Default :data:`openmm_distill.protocols.common.DEFAULT_SYSTEMS`.
+        Default :data:`openmm_distill.systems.resolve.DEFAULT_SYSTEMS`.
     output_dir : path, optional
         Default ``runs/protocols/<student>/nve``.
     jobs : int
@@ -337,25 +336,25 @@ def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] 
         :func:`openmm_distill.protocols.parallel.map_systems`.
     """
     settings = settings or NVESettings.quick()
-    output_dir = Path(output_dir) if output_dir is not None else common.default_output_dir("nve", model)
+    output_dir = Path(output_dir) if output_dir is not None else output.default_output_dir("nve", model)
     output_dir.mkdir(parents=True, exist_ok=True)
-    specs = common.system_specs(systems)
+    specs = system_specs(systems)
     results: List[NVEResult] = parallel.map_systems(run_nve, model, specs, jobs=jobs, desc="NVE",
                                                     show_progress=show_progress, settings=settings, platform=platform,
                                                     precision=precision, backend=backend)
     files: List[Path] = []
     for result in results:
         if result.series is not None and result.analysis is not None:
-            stem = common.safe_name(result.system["name"])
+            stem = safe_name(result.system["name"])
             files.append(_write_series_csv(output_dir / f"nve_{stem}.csv", result.series))
             files.append(plot_nve(output_dir / f"nve_{stem}.png", result.series.time_ps,
                                   result.series.potential_kj_per_mol, result.series.kinetic_kj_per_mol,
                                   result.system["n_atoms"], result.analysis.drift_mev_per_atom_per_ps,
                                   settings.max_abs_drift_mev_per_atom_per_ps,
                                   title=f"{result.system['name']}: NVE, {settings.timestep_fs:g} fs"))
-    name = common.model_label(model)
-    payload = {"protocol": "nve", "model": common.student_info(model), "settings": asdict(settings),
-               "environment": common.environment_info(),
+    name = openmm_setup.model_label(model)
+    payload = {"protocol": "nve", "model": openmm_setup.student_info(model), "settings": asdict(settings),
+               "environment": environment.environment_info(),
                "all_passed": bool(results) and all(r.passed for r in results),
                "systems": [r.as_dict() for r in results]}
-    return common.finish("nve", output_dir, payload, summarize_nve(payload["systems"], settings, name), files)
+    return output.finish("nve", output_dir, payload, summarize_nve(payload["systems"], settings, name), files)

@@ -20,7 +20,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 from openmm_distill.cpu_runtime import limit_threads
 from openmm_distill.errors import ConfigError
-from openmm_distill.protocols import common
+from openmm_distill.protocols import openmm_setup, output
 
 
 def _one_thread_per_worker() -> None:
@@ -34,7 +34,7 @@ def _check_jobs(jobs: Optional[int]) -> int:
     return jobs
 
 
-def map_systems(fn: Callable[..., Any], model: common.ModelLike, specs: Sequence[Any], *, jobs: Optional[int] = 1,
+def map_systems(fn: Callable[..., Any], model: openmm_setup.ModelLike, specs: Sequence[Any], *, jobs: Optional[int] = 1,
                 desc: str = "systems", show_progress: bool = True, **kwargs: Any) -> List[Any]:
     """``[fn(model, spec, **kwargs) for spec in specs]``, in ``jobs`` worker processes when ``jobs > 1``.
 
@@ -58,7 +58,7 @@ def map_systems(fn: Callable[..., Any], model: common.ModelLike, specs: Sequence
     with ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context,
                              initializer=_one_thread_per_worker) as pool:
         futures = {pool.submit(fn, model, spec, show_progress=False, **kwargs): k for k, spec in enumerate(specs)}
-        bar = common.progress(total=len(specs), desc=f"{desc} ({jobs} workers)", enabled=show_progress,
+        bar = output.progress(total=len(specs), desc=f"{desc} ({jobs} workers)", enabled=show_progress,
                               unit_name="system")
         for future in as_completed(futures):
             results[futures[future]] = future.result()

@@ -45,7 +45,7 @@ def plot_nve(path: PathLike, time_ps: np.ndarray, potential: np.ndarray, kinetic
     slope_mev_per_atom_ps : fitted drift, meV/atom/ps (drawn as a line)
     threshold_mev_per_atom_ps : pass threshold, drawn as a +/- band
     """
-    from openmm_distill.protocols.common import KJ_PER_MOL_TO_MEV
+    from openmm_distill.units import KJ_PER_MOL_TO_MEV
 
     plt = _pyplot()
     t = np.asarray(time_ps)

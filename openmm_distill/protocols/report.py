@@ -21,12 +21,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from openmm_distill.protocols import common
+from openmm_distill.export.student import load_student
+from openmm_distill.protocols import environment, openmm_setup, output
 from openmm_distill.protocols.accuracy import AccuracySettings, run_accuracy_protocol
-from openmm_distill.protocols.common import MolecularSystem, ProtocolOutput
 from openmm_distill.protocols.nve import NVESettings, run_nve_protocol
+from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.stability import StabilitySettings, run_stability_protocol
-from openmm_distill.protocols.throughput import ThroughputSettings, run_throughput_protocol
+from openmm_distill.protocols.throughput import (
+    ThroughputSettings,
+    run_throughput_protocol,
+)
+from openmm_distill.systems.resolve import MolecularSystem, resolve_system, system_specs
 
 PRODUCTION = "production"
 SCREENING = "screening only"
@@ -110,13 +115,13 @@ def system_verdict(accuracy: Optional[Dict[str, Any]], nve: Optional[Dict[str, A
             out.append("no accuracy data")
         else:
             if not r2 >= min_r2:
-                out.append(f"force R² {common.fmt(r2)} < {min_r2:g}")
+                out.append(f"force R² {output.fmt(r2)} < {min_r2:g}")
             if not angle <= max_angle:
-                out.append(f"angular error {common.fmt(angle)}° > {max_angle:g}°")
+                out.append(f"angular error {output.fmt(angle)}° > {max_angle:g}°")
         if nve is None or nve.get("status") != "ok":
             out.append(_not_run("NVE", nve))
         elif not abs(drift) <= max_drift:
-            out.append(f"NVE |drift| {common.fmt(abs(drift))} > {max_drift:g} meV/atom/ps")
+            out.append(f"NVE |drift| {output.fmt(abs(drift))} > {max_drift:g} meV/atom/ps")
         if stability is None or not ok_runs:
             out.append(_not_run("NVT", stability))
         elif not stable:
@@ -159,9 +164,7 @@ VALIDATION_HEADING = "## Validation"
 
 def model_card_path(student) -> Path:
     """``<student>.md`` next to the compiled file (inside the package for shipped students)."""
-    import openmm_distill as od
-
-    return Path(od.load_student(student).path).with_suffix(".md")
+    return Path(load_student(student).path).with_suffix(".md")
 
 
 def replace_section(text: str, heading: str, body: str) -> str:
@@ -190,10 +193,10 @@ def update_model_card(student, body: str, path: Union[None, str, Path] = None) -
     if card.is_file():
         text = card.read_text()
     else:
-        info = common.student_info(student)
+        info = openmm_setup.student_info(student)
         lines = [f"# Model card: {info['name']}", "",
                  f"Compiled student `{Path(info['path']).name}`: {info.get('architecture') or '?'} "
-                 f"({info.get('preset') or '?'} preset), {common.fmt(info.get('n_parameters'))} parameters, "
+                 f"({info.get('preset') or '?'} preset), {output.fmt(info.get('n_parameters'))} parameters, "
                  f"{info.get('dtype') or '?'}, elements {', '.join(info.get('elements') or [])}, cutoff "
                  f"{info.get('cutoff_angstrom')} Å."]
         text = "\n".join(lines) + "\n"
@@ -216,14 +219,15 @@ def run_report(student, systems: Union[None, str, Sequence[Any]] = None, *, spli
                nve_settings: Optional[NVESettings] = None, stability_settings: Optional[StabilitySettings] = None,
                accuracy_settings: Optional[AccuracySettings] = None,
                throughput_settings: Optional[ThroughputSettings] = None, platform: Optional[str] = None,
-               precision: Optional[str] = None, backend: str = "torch", show_progress: bool = True) -> ProtocolOutput:
+               precision: Optional[str] = None, backend: str = "torch", show_progress: bool = True,
+               jobs: int = 1) -> ProtocolOutput:
     """Run accuracy, NVE, stability and throughput for one student; write one folder and update the model card.
 
     Parameters
     ----------
     student : student name, compiled file or CompiledStudent
     systems, split, max_systems
-        Which systems (see :func:`openmm_distill.protocols.common.system_specs`).
+        Which systems (see :func:`openmm_distill.systems.resolve.system_specs`).
     full : bool
         Full-length protocols instead of quick ones (unless settings are given).
     output_dir : path, optional
@@ -234,26 +238,26 @@ def run_report(student, systems: Union[None, str, Sequence[Any]] = None, *, spli
         Include the throughput protocol (student vs ``throughput_teachers`` and amber14).
     update_card : bool
         Replace the Validation section of the model card (``model_card`` or ``<student>.md``).
+    jobs : int
+        Systems simulated at once in NVE and stability, one worker process each (``student`` a name or path).
 
     Returns
     -------
     ProtocolOutput
         ``report.json`` holds every sub-result's summary numbers and the verdicts.
     """
-    import openmm_distill as od
-
-    loaded = od.load_student(student)
+    loaded = load_student(student)
     thresholds = thresholds or VerdictThresholds()
     mode = "full" if full else "quick"
     pick = (lambda cls: cls.full()) if full else (lambda cls: cls.quick())
     nve_settings = nve_settings or pick(NVESettings)
     stability_settings = stability_settings or pick(StabilitySettings)
     accuracy_settings = accuracy_settings or pick(AccuracySettings)
-    output_dir = Path(output_dir) if output_dir is not None else common.default_output_dir("report", loaded)
+    output_dir = Path(output_dir) if output_dir is not None else output.default_output_dir("report", loaded)
     output_dir.mkdir(parents=True, exist_ok=True)
     # Resolve once: every protocol sees the same structures (SMILES embedding is seeded, but this is cheaper).
-    molsystems: List[MolecularSystem] = [common.resolve_system(s)
-                                         for s in common.system_specs(systems, split, max_systems)]
+    molsystems: List[MolecularSystem] = [resolve_system(s)
+                                         for s in system_specs(systems, split, max_systems)]
     names = [m.name for m in molsystems]
     kw = dict(platform=platform, precision=precision, backend=backend, show_progress=show_progress)
 
@@ -261,9 +265,11 @@ def run_report(student, systems: Union[None, str, Sequence[Any]] = None, *, spli
     outputs["accuracy"] = run_accuracy_protocol(
         loaded, names if dataset is not None else molsystems, accuracy_settings, output_dir / "accuracy",
         dataset=dataset, teacher=teacher, teacher_weights=teacher_weights, show_progress=show_progress)
-    outputs["nve"] = run_nve_protocol(loaded, molsystems, nve_settings, output_dir / "nve", **kw)
-    outputs["stability"] = run_stability_protocol(loaded, molsystems, stability_settings, output_dir / "stability",
-                                                  **kw)
+    # Worker processes load the student themselves, by name or path.
+    md_model = student if jobs > 1 and isinstance(student, (str, Path)) else loaded
+    outputs["nve"] = run_nve_protocol(md_model, molsystems, nve_settings, output_dir / "nve", jobs=jobs, **kw)
+    outputs["stability"] = run_stability_protocol(md_model, molsystems, stability_settings, output_dir / "stability",
+                                                  jobs=jobs, **kw)
     if throughput:
         tp_settings = throughput_settings or (ThroughputSettings.full if full else ThroughputSettings.quick)(
             teachers=tuple(throughput_teachers), orb_weights=teacher_weights if teacher == "orb-v2" else None)
@@ -275,10 +281,10 @@ def run_report(student, systems: Union[None, str, Sequence[Any]] = None, *, spli
     stability = _by_name(outputs["stability"].results["systems"])
     verdicts = {name: system_verdict(accuracy.get(name), nve.get(name), stability.get(name), thresholds)
                 for name in names}
-    info = common.student_info(loaded)
+    info = openmm_setup.student_info(loaded)
     payload = {
         "protocol": "report", "mode": mode, "model": info, "systems": [m.describe() for m in molsystems],
-        "thresholds": asdict(thresholds), "verdicts": verdicts, "environment": common.environment_info(),
+        "thresholds": asdict(thresholds), "verdicts": verdicts, "environment": environment.environment_info(),
         "settings": {"nve": asdict(nve_settings), "stability": asdict(stability_settings),
                      "accuracy": asdict(accuracy_settings)},
         "protocols": {k: {"json": str(v.json_path), "summary": str(v.output_dir / "summary.md")}
@@ -291,11 +297,11 @@ def run_report(student, systems: Union[None, str, Sequence[Any]] = None, *, spli
     table = verdict_table(molsystems, verdicts, accuracy, stability_settings)
     summary = _report_markdown(info, mode, output_dir, outputs, table, thresholds, nve_settings, stability_settings)
     files = [f for o in outputs.values() for f in o.files]
-    result = common.finish("report", output_dir, payload, summary, files)
+    result = output.finish("report", output_dir, payload, summary, files)
     if update_card:
         card = update_model_card(loaded, _card_section(mode, output_dir, table, thresholds, outputs), model_card)
         result.results["model_card"] = str(card)
-        common.write_json(result.json_path, result.results)
+        output.write_json(result.json_path, result.results)
         result.files.append(card)
     return result
 
@@ -316,12 +322,12 @@ def verdict_table(molsystems: Sequence[MolecularSystem], verdicts: Dict[str, Dic
             elif v["survived"][t]:
                 nvt.append("ok")
             else:
-                nvt.append(f"failed at {common.fmt(v['time_to_failure_ps'][t])} ps")
+                nvt.append(f"failed at {output.fmt(v['time_to_failure_ps'][t])} ps")
         reasons = v["production_failures"] if v["verdict"] == SCREENING else v["screening_failures"] \
             if v["verdict"] == NOT_RECOMMENDED else []
         rows.append([m.name, m.n_atoms, v["force_r2"], v["angle_deg"], energy, v["drift_mev_per_atom_per_ps"],
                      *nvt, f"**{v['verdict']}**", "; ".join(reasons)])
-    return common.markdown_table(["system", "atoms", "force R²", "angle (°)", "E MAE offset-corr. (meV/atom)",
+    return output.markdown_table(["system", "atoms", "force R²", "angle (°)", "E MAE offset-corr. (meV/atom)",
                                   "NVE drift (meV/atom/ps)", *[f"NVT {t} K" for t in temps], "verdict", "why not better"],
                                  rows)
 
@@ -334,23 +340,23 @@ def _report_markdown(info: Dict[str, Any], mode: str, output_dir: Path, outputs:
     teacher = acc["teacher"].get("label") or acc["teacher"].get("name") or "teacher"
     lines = [
         f"# Validation report: {info['name']}", "",
-        f"Student `{info.get('path')}`: {info.get('preset') or '?'} preset, {common.fmt(info.get('n_parameters'))} "
+        f"Student `{info.get('path')}`: {info.get('preset') or '?'} preset, {output.fmt(info.get('n_parameters'))} "
         f"parameters, {info.get('dtype')}, elements {', '.join(info.get('elements') or [])}. Mode: **{mode}** "
         f"(NVE {nve_settings.length_ps:g} ps at {nve_settings.timestep_fs:g} fs; NVT {stability_settings.length_ps:g} ps "
         f"per temperature). Teacher for accuracy: {teacher}.", "",
         "## Verdicts", "", table, "", "Thresholds:", "", thresholds.describe(), "",
-        f"Overall force accuracy: R² {common.fmt(overall['r2'])}, RMSE {common.fmt(overall['rmse'])} eV/Å, "
-        f"mean angular error {common.fmt(overall['angle_deg'])}°.", "",
+        f"Overall force accuracy: R² {output.fmt(overall['r2'])}, RMSE {output.fmt(overall['rmse'])} eV/Å, "
+        f"mean angular error {output.fmt(overall['angle_deg'])}°.", "",
     ]
     if "throughput" in outputs:
         rows = [r for r in outputs["throughput"].results["rows"] if r["kind"] == "student"]
         lines += ["## Speed", "",
-                  common.markdown_table(["system", "atoms", "ms/step", "ns/day"],
+                  output.markdown_table(["system", "atoms", "ms/step", "ns/day"],
                                         [[r["system"], r["n_atoms"], r["ms_per_step"], r["ns_per_day"]] for r in rows]),
                   ""]
         ups = outputs["throughput"].results["speedups"]
         if ups:
-            lines += [common.markdown_table(["system", "vs", "speedup"],
+            lines += [output.markdown_table(["system", "vs", "speedup"],
                                             [[u["system"], u["reference"], f"{u['speedup']:.3g}x"] for u in ups]), ""]
     lines += ["## Details", ""]
     for name, out in outputs.items():
@@ -365,6 +371,6 @@ def _card_section(mode: str, output_dir: Path, table: str, thresholds: VerdictTh
     overall = outputs["accuracy"].results["metrics"]["forces"]
     lines = [f"_Written by `openmm-distill protocol report` ({mode} mode) on {date}; full results in "
              f"`{output_dir}`._", "", table, "",
-             f"Force accuracy over all systems: R² {common.fmt(overall['r2'])}, mean angular error "
-             f"{common.fmt(overall['angle_deg'])}°.", "", "Verdict thresholds:", "", thresholds.describe()]
+             f"Force accuracy over all systems: R² {output.fmt(overall['r2'])}, mean angular error "
+             f"{output.fmt(overall['angle_deg'])}°.", "", "Verdict thresholds:", "", thresholds.describe()]
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 For each system, in one run:
 
-* each student in OpenMM (``od.create_system``) on the best platform,
+* each student in OpenMM (:func:`~openmm_distill.openmm_integration.system.create_system`) on the best platform,
   velocity Verlet, timed over a wall-clock window after a warm-up (TorchScript
   optimises a module during its first calls);
 * each teacher through its ASE calculator driving ASE's velocity Verlet, a few
@@ -18,19 +18,30 @@ speedup of each student over each teacher and the classical force field.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from openmm_distill.cpu_runtime import keep_freed_memory
+from openmm_distill.errors import DistillError
+from openmm_distill.export.student import load_student
+from openmm_distill.openmm_integration.system import create_system
+from openmm_distill.protocols import environment, openmm_setup, output
+from openmm_distill.protocols.output import ProtocolOutput
+from openmm_distill.protocols.plots import plot_throughput
+from openmm_distill.systems.resolve import (
+    MolecularSystem,
+    resolve_system,
+    split_list,
+    system_specs,
+)
+from openmm_distill.timing import interleaved, ns_per_day
+from openmm_distill.units import MS_PER_S
+
 import openmm
 from openmm import app, unit
-
-from openmm_distill.errors import DistillError
-from openmm_distill.protocols import common
-from openmm_distill.protocols.common import MolecularSystem, ProtocolOutput
-from openmm_distill.protocols.plots import plot_throughput
 
 QUICK_SYSTEMS = ["ethanol", "alanine_dipeptide", "water_box"]
 # water_box: 216 waters (648 atoms); water:1000 and water:2000: 3,000 and 6,000 atoms.
@@ -88,34 +99,18 @@ class ThroughputSettings:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def ns_per_day(ms_per_step: float, timestep_fs: float) -> float:
-    """Simulated ns per day of wall time at ``ms_per_step`` and a ``timestep_fs`` step."""
-    return float("nan") if not ms_per_step > 0 else 86400.0 * 1000.0 / ms_per_step * timestep_fs * 1e-6
-
-
 def time_openmm(simulation: app.Simulation, settings: ThroughputSettings) -> Tuple[float, int]:
     """Wall-clock cost of one MD step of a ready Simulation; returns ``(ms_per_step, steps_timed)``.
 
-    Steps are taken in growing chunks until ``min_time_s`` has passed, so slow
-    systems are not stuck for minutes and fast ones are timed over many steps.
+    Timed by the package's one harness (:func:`openmm_distill.timing.interleaved`): blocks of
+    steps until ``min_time_s`` has passed and ``min_steps`` steps were taken (at most
+    ``max_steps``), waiting for queued GPU work at the end of every block.
     """
     context = simulation.context
-    if settings.warmup_steps:
-        simulation.step(settings.warmup_steps)
-    context.getState(getPositions=True)  # wait for queued GPU work
-    done, chunk = 0, 1
-    start = time.perf_counter()
-    while True:
-        simulation.step(chunk)
-        done += chunk
-        context.getState(getPositions=True)
-        elapsed = time.perf_counter() - start
-        if (elapsed >= settings.min_time_s and done >= settings.min_steps) or done >= settings.max_steps:
-            break
-        # Aim at the remaining time with the rate seen so far, at most doubling the chunk.
-        rate = done / max(elapsed, 1e-9)
-        chunk = int(max(1, min(chunk * 2, rate * (settings.min_time_s - elapsed), settings.max_steps - done)))
-    return 1000.0 * elapsed / done, done
+    timings = interleaved({"step": lambda: simulation.step(1)}, settings.min_time_s,
+                          min_blocks=settings.min_steps, warmup=settings.warmup_steps, max_calls=settings.max_steps,
+                          sync=lambda: context.getState(getPositions=True))
+    return MS_PER_S * timings["step"], timings.calls["step"]
 
 
 def time_ase(molsys: MolecularSystem, calculator, settings: ThroughputSettings) -> Tuple[float, int]:
@@ -128,12 +123,12 @@ def time_ase(molsys: MolecularSystem, calculator, settings: ThroughputSettings) 
         atoms.cell = molsys.box_angstrom
         atoms.pbc = True
     atoms.calc = calculator
-    # Starting from rest: the cost of a step does not depend on the velocities.
+    # Starting from rest: the cost of a step does not depend on the velocities. One untimed step
+    # first (the first force call, model set-up, caches), then exactly teacher_steps timed ones.
     dyn = VelocityVerlet(atoms, timestep=settings.timestep_fs * units.fs)
-    dyn.run(1)  # untimed: the first force call, model set-up, caches
-    start = time.perf_counter()
-    dyn.run(settings.teacher_steps)
-    return 1000.0 * (time.perf_counter() - start) / settings.teacher_steps, settings.teacher_steps
+    timings = interleaved({"step": lambda: dyn.run(1)}, 0.0, min_blocks=settings.teacher_steps, block_time=0.0,
+                          warmup=1, max_calls=settings.teacher_steps)
+    return MS_PER_S * timings["step"], timings.calls["step"]
 
 
 def classical_system(molsys: MolecularSystem) -> Tuple[openmm.System, str]:
@@ -161,7 +156,7 @@ def _row(engine: str, kind: str, molsys: MolecularSystem, ms: Optional[float], s
     ok = ms is not None and np.isfinite(ms)
     return {"engine": engine, "kind": kind, "system": molsys.name, "n_atoms": molsys.n_atoms,
             "periodic": molsys.periodic, "ms_per_step": ms if ok else None,
-            "steps_per_s": 1000.0 / ms if ok else None,
+            "steps_per_s": MS_PER_S / ms if ok else None,
             "ns_per_day": ns_per_day(ms, settings.timestep_fs) if ok else None, "steps_timed": steps, **extra}
 
 
@@ -169,23 +164,22 @@ def measure_student(student, molsys: MolecularSystem, settings: ThroughputSettin
                     platform: Optional[str] = None, precision: Optional[str] = None,
                     backend: str = "torch") -> Dict[str, Any]:
     """One row: a student in OpenMM on ``molsys``."""
-    import openmm_distill as od
-
-    loaded = od.load_student(student)
+    keep_freed_memory()  # timed like the MD runs it stands for (see openmm_distill.cpu_runtime)
+    loaded = load_student(student)
     preset = loaded.metadata.get("preset")
     engine = f"student {loaded.name}" + (f" ({preset})" if preset and preset != loaded.name else "")
     try:
-        system = od.create_system(molsys.topology, loaded, backend=backend)
+        system = create_system(molsys.topology, loaded, backend=backend, remove_cm_motion=False)
     except (DistillError, ValueError) as exc:
         return _row(engine, "student", molsys, None, 0, settings, note=f"skipped: {exc}")
-    sim = common.make_simulation(system, molsys, openmm.VerletIntegrator(settings.timestep_fs * unit.femtosecond),
+    sim = openmm_setup.make_simulation(system, molsys, openmm.VerletIntegrator(settings.timestep_fs * unit.femtosecond),
                                  platform, precision)
     sim.context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     try:
         ms, steps = time_openmm(sim, settings)
     except openmm.OpenMMException as exc:
         return _row(engine, "student", molsys, None, 0, settings, note=f"failed: {exc}")
-    return _row(engine, "student", molsys, ms, steps, settings, platform=common.platform_info(sim, loaded),
+    return _row(engine, "student", molsys, ms, steps, settings, platform=environment.platform_info(sim, loaded),
                 n_parameters=loaded.metadata.get("n_parameters"), preset=loaded.metadata.get("preset"),
                 student=loaded.name, backend=backend)
 
@@ -197,13 +191,13 @@ def measure_classical(molsys: MolecularSystem, settings: ThroughputSettings, *, 
         system, label = classical_system(molsys)
     except (ValueError, KeyError):
         return None
-    sim = common.make_simulation(system, molsys, openmm.VerletIntegrator(settings.timestep_fs * unit.femtosecond),
+    sim = openmm_setup.make_simulation(system, molsys, openmm.VerletIntegrator(settings.timestep_fs * unit.femtosecond),
                                  platform, precision)
     sim.context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     ms, steps = time_openmm(sim, settings)
     # One engine name for all systems (one line in the plot); the force field files are in "forcefield".
     return _row("classical amber14 (flexible)", "classical", molsys, ms, steps, settings, forcefield=label,
-                platform=common.platform_info(sim))
+                platform=environment.platform_info(sim))
 
 
 def measure_teacher(teacher, label: str, molsys: MolecularSystem, settings: ThroughputSettings) -> Dict[str, Any]:
@@ -241,8 +235,8 @@ def run_throughput(students: Sequence[Any], systems: Union[None, str, Sequence[A
     from openmm_distill.protocols.teachers import get_protocol_teacher
 
     settings = settings or ThroughputSettings.quick()
-    students = list(students) if isinstance(students, (list, tuple)) else common.split_list(students)
-    molsystems = [common.resolve_system(s) for s in common.system_specs(systems, default=QUICK_SYSTEMS)]
+    students = list(students) if isinstance(students, (list, tuple)) else split_list(students)
+    molsystems = [resolve_system(s) for s in system_specs(systems, default=QUICK_SYSTEMS)]
     teachers = []
     for name in settings.teachers:
         weights = settings.orb_weights if name == "orb-v2" else None
@@ -252,7 +246,7 @@ def run_throughput(students: Sequence[Any], systems: Union[None, str, Sequence[A
             teachers.append((None, f"{name}: unavailable ({exc})"))
     rows: List[Dict[str, Any]] = []
     total = len(molsystems) * (len(students) + len(teachers) + int(settings.classical))
-    with common.progress(total=total, desc="throughput", enabled=show_progress, unit_name="run") as bar:
+    with output.progress(total=total, desc="throughput", enabled=show_progress, unit_name="run") as bar:
         for molsys in molsystems:
             for student in students:
                 bar.set_postfix_str(f"{molsys.name}: student")
@@ -287,12 +281,12 @@ def summarize_throughput(rows: Sequence[Dict[str, Any]], ups: Sequence[Dict[str,
         f"steps); teachers drive ASE's velocity Verlet through their ASE calculators ({settings.teacher_steps} "
         f"timed steps after one untimed step; skipped above {settings.teacher_max_atoms} atoms). Orb-v2 without "
         "pretrained weights is its architecture with random weights (same cost).",
-        common.platform_sentence(platform), "",
-        common.markdown_table(["engine", "system", "atoms", "ms/step", "steps/s", "ns/day", "note"],
+        environment.platform_sentence(platform), "",
+        output.markdown_table(["engine", "system", "atoms", "ms/step", "steps/s", "ns/day", "note"],
                               [[r["engine"], r["system"], r["n_atoms"], r["ms_per_step"], r["steps_per_s"],
                                 r["ns_per_day"], r.get("note", "")] for r in rows]),
         "", "## Speedup of each student (reference ms/step ÷ student ms/step)", "",
-        common.markdown_table(["system", "atoms", "student", "vs", "speedup"],
+        output.markdown_table(["system", "atoms", "student", "vs", "speedup"],
                               [[u["system"], u["n_atoms"], u["student"], u["reference"], f"{u['speedup']:.3g}x"]
                                for u in ups]) if ups else "No speedups (no pair of timed engines on a system).",
     ]
@@ -311,9 +305,9 @@ def run_throughput_protocol(students: Union[Any, Sequence[Any]], systems: Union[
     systems : default :data:`QUICK_SYSTEMS`
     """
     settings = settings or ThroughputSettings.quick()
-    student_list = list(students) if isinstance(students, (list, tuple)) else common.split_list(students) \
+    student_list = list(students) if isinstance(students, (list, tuple)) else split_list(students) \
         if isinstance(students, str) else [students]
-    output_dir = Path(output_dir) if output_dir is not None else common.default_output_dir("throughput",
+    output_dir = Path(output_dir) if output_dir is not None else output.default_output_dir("throughput",
                                                                                            student_list[0])
     output_dir.mkdir(parents=True, exist_ok=True)
     rows = run_throughput(student_list, systems, settings, platform=platform, precision=precision, backend=backend,
@@ -321,7 +315,7 @@ def run_throughput_protocol(students: Union[Any, Sequence[Any]], systems: Union[
     ups = speedups(rows)
     png = plot_throughput(output_dir / "throughput.png", rows,
                           title=f"MD cost per step ({settings.timestep_fs:g} fs step)")
-    payload = {"protocol": "throughput", "models": [common.student_info(s) for s in student_list],
-               "settings": asdict(settings), "environment": common.environment_info(), "rows": rows,
+    payload = {"protocol": "throughput", "models": [openmm_setup.student_info(s) for s in student_list],
+               "settings": asdict(settings), "environment": environment.environment_info(), "rows": rows,
                "speedups": ups}
-    return common.finish("throughput", output_dir, payload, summarize_throughput(rows, ups, settings), [png])
+    return output.finish("throughput", output_dir, payload, summarize_throughput(rows, ups, settings), [png])

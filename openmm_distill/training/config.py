@@ -12,23 +12,24 @@ teacher's units, as everywhere inside the package).
 
 Examples
 --------
->>> cfg = load_config("training/tiny.yaml", ["optim.lr=1e-3", "data.path=my.h5"])  # doctest: +SKIP
+>>> cfg = load_config(find_recipe("tiny"), ["optim.lr=1e-3", "data.path=my.h5"])  # doctest: +SKIP
 >>> cfg.optim.lr                                                                     # doctest: +SKIP
 0.001
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import yaml
 
+from openmm_distill.config_loader import from_dict, load, to_dict
+from openmm_distill.elements import to_atomic_number
 from openmm_distill.errors import ConfigError
+from openmm_distill.metrics import DEFAULT_MIN_FORCE
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -91,7 +92,7 @@ class DataConfig:
         once at the end; its metrics go into the compiled student's metadata.
     split : str
         How ``path`` is split into train / validation / test:
-        ``catalog`` uses the split by molecule declared in ``systems/molecules.csv``
+        ``catalog`` uses the split by molecule declared in ``openmm_distill/systems/data/molecules.csv``
         (every molecule in the file must be in the catalog); ``molecule``
         assigns whole molecules at random (seeded by ``run.seed``) by the
         fractions below; ``structure`` assigns structures at random (only
@@ -218,7 +219,7 @@ class LossConfig:
     energy_weight: float = 1.0
     force_weight: float = 1.0
     angular_weight: float = 0.1
-    angular_min_force: float = 0.05
+    angular_min_force: float = DEFAULT_MIN_FORCE
     hessian_weight: float = 0.0
     hessian_structures_per_batch: int = 1
     hessian_step: float = 0.005
@@ -276,90 +277,10 @@ class TrainConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain nested dict (YAML/JSON serialisable)."""
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
 
-SECTIONS: Dict[str, type] = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-_SECTION_CLASSES: Dict[str, type] = {
-    "model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "loss": LossConfig, "run": RunConfig,
-}
-
-
-def _allowed(keys: Sequence[str]) -> str:
-    return ", ".join(keys)
-
-
-def _suggest(key: str, keys: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, list(keys), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check ``value`` against a field annotation; convert ints to floats where a float is expected."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is Union:
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[-1] if len(errors) == 1 else f"{where} = {value!r} has the wrong type "
-                          f"(expected {_type_name(annotation)})")
-    if origin in (list, List):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} = {value!r} must be a list ({_type_name(annotation)})")
-        return [_coerce(v, args[0], f"{where}[{k}]") for k, v in enumerate(value)]
-    if origin in (dict, Dict):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} = {value!r} must be a mapping")
-        return dict(value)
-    if annotation is Any:
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r} must be true or false")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} = {value!r} must be an integer")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} = {value!r} must be a number")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} = {value!r} must be a string")
-        return value
-    raise ConfigError(f"{where}: unsupported annotation {annotation!r}")  # pragma: no cover
-
-
-def _type_name(annotation: Any) -> str:
-    return str(annotation).replace("typing.", "")
-
-
-def _section_from_dict(name: str, values: Any):
-    cls = _SECTION_CLASSES[name]
-    if values is None:
-        values = {}
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"section {name!r} must be a mapping of keys to values, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    keys = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in hints:
-            raise ConfigError(
-                f"unknown key {key!r} in section {name!r}{_suggest(str(key), keys)}; allowed keys: {_allowed(keys)}"
-            )
-        kwargs[key] = _coerce(value, hints[key], f"{name}.{key}")
-    return cls(**kwargs)
+_WHAT = "training config"
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
@@ -371,36 +292,14 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
         For an unknown section or key (the message names it and lists the
         allowed ones) or a bad value (the message names the value and what is allowed).
     """
-    if values is None:
-        values = {}
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"a training config must be a mapping of sections, got {type(values).__name__}")
-    for name in values:
-        if name not in _SECTION_CLASSES:
-            raise ConfigError(
-                f"unknown section {name!r}{_suggest(str(name), list(_SECTION_CLASSES))}; "
-                f"allowed sections: {_allowed(list(_SECTION_CLASSES))}"
-            )
-    cfg = TrainConfig(**{name: _section_from_dict(name, values.get(name)) for name in _SECTION_CLASSES})
+    cfg = from_dict(TrainConfig, values, what=_WHAT)
     validate(cfg)
     return cfg
 
 
-def to_atomic_number(element: Union[int, str]) -> int:
-    """Atomic number of an int (checked against the element table) or a symbol such as ``"C"``."""
-    from openmm_distill.elements import SYMBOLS, atomic_number
-
-    if isinstance(element, str):
-        return atomic_number(element)
-    z = int(element)
-    if not 0 < z < len(SYMBOLS):
-        raise ValueError(f"atomic number {z} is outside the supported table 1..{len(SYMBOLS) - 1}")
-    return z
-
-
 def _choice(where: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{where} = {value!r} is not allowed; choose one of: {_allowed(list(allowed))}")
+        raise ConfigError(f"{where} = {value!r} is not allowed; choose one of: {', '.join(allowed)}")
 
 
 def _check(cond: bool, where: str, value: Any, requirement: str) -> None:
@@ -481,80 +380,6 @@ def validate(cfg: TrainConfig) -> None:
         _check(r.threads >= 1, "run.threads", r.threads, ">= 1 or null")
 
 
-def parse_override(text: str) -> tuple:
-    """Split ``"section.key=value"`` into ``(section, key, value)``; the value is parsed as YAML.
-
-    ``optim.lr=1e-3`` gives a float, ``model.elements=[1,6,8]`` a list,
-    ``data.max_structures=null`` None, ``run.progress=false`` a bool.
-    """
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. optim.lr=1e-3)")
-    dotted, raw = text.split("=", 1)
-    parts = dotted.strip().split(".")
-    if len(parts) != 2 or not all(parts):
-        raise ConfigError(
-            f"override {text!r}: the key must be section.key with a section among "
-            f"{_allowed(list(_SECTION_CLASSES))} (e.g. optim.lr=1e-3)"
-        )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: cannot parse the value: {exc}") from None
-    # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number the user meant.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value.lower() for c in ".e") else value
-        except ValueError:
-            pass
-    return parts[0], parts[1], value
-
-
-def apply_overrides(values: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
-    """Apply ``section.key=value`` strings to a nested dict (in place; returned for chaining)."""
-    for text in overrides or ():
-        section, key, value = parse_override(text)
-        if section not in _SECTION_CLASSES:
-            raise ConfigError(
-                f"override {text!r}: unknown section {section!r}{_suggest(section, list(_SECTION_CLASSES))}; "
-                f"allowed sections: {_allowed(list(_SECTION_CLASSES))}"
-            )
-        sec = values.setdefault(section, {}) or {}
-        values[section] = sec
-        sec[key] = value
-    return values
-
-
-def _read_yaml(path: PathLike) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training config {str(path)!r} does not exist")
-    try:
-        with open(path) as handle:
-            values = yaml.safe_load(handle)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    values = values or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: a training config must be a mapping of sections")
-    return values
-
-
-def _fix_yaml_floats(values: Dict[str, Any]) -> Dict[str, Any]:
-    """YAML 1.1 reads ``1e-3`` as a string; turn such strings into floats where a float is expected."""
-    for name, cls in _SECTION_CLASSES.items():
-        sec = values.get(name)
-        if not isinstance(sec, dict):
-            continue
-        hints = typing.get_type_hints(cls)
-        for key, value in sec.items():
-            if key in hints and isinstance(value, str) and "float" in str(hints[key]):
-                try:
-                    sec[key] = float(value)
-                except ValueError:
-                    pass
-    return values
-
-
 def load_config(path: Optional[PathLike] = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML recipe, apply ``section.key=value`` overrides and validate.
 
@@ -574,9 +399,9 @@ def load_config(path: Optional[PathLike] = None, overrides: Sequence[str] = ()) 
     ConfigError
         Unknown section/key, bad value, unreadable file.
     """
-    values = _read_yaml(path) if path is not None else {}
-    apply_overrides(values, overrides)
-    return config_from_dict(_fix_yaml_floats(values))
+    cfg = load(TrainConfig, path, overrides, what=_WHAT)
+    validate(cfg)
+    return cfg
 
 
 def resolve_paths(cfg: TrainConfig, base: Optional[PathLike] = None) -> TrainConfig:

@@ -126,7 +126,7 @@ def split_indices(
     seed : int
         Seeds the random assignment.
     catalog_path : str, optional
-        Molecule catalog CSV for ``catalog`` (default: ``systems/molecules.csv``).
+        Molecule catalog CSV for ``catalog`` (default: ``openmm_distill/systems/data/molecules.csv``).
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 Launch::
 
-    torchrun --nproc_per_node=4 -m openmm_distill.cli train training/original.yaml --set ...
+    torchrun --nproc_per_node=4 -m openmm_distill.cli train original --set ...
 
 ``torchrun`` starts one process per GPU (or per CPU worker) and sets
 ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``. When ``WORLD_SIZE > 1`` the
@@ -37,6 +37,8 @@ from typing import Dict, Iterator, List, Mapping, Optional
 
 import torch
 import torch.distributed as dist
+
+from openmm_distill.errors import MissingDependencyError
 
 # Whether init() created the process group (cleanup() leaves one it did not create alone).
 _OWN_GROUP = False
@@ -120,7 +122,7 @@ def init(device: torch.device) -> bool:
     if not launched():
         return False
     if not dist.is_available():  # pragma: no cover (every standard build has it)
-        raise RuntimeError("torch.distributed is not available in this PyTorch build")
+        raise MissingDependencyError("torch.distributed is not available in this PyTorch build")
     global _OWN_GROUP
     if dist.is_initialized():  # the caller's own group (e.g. a script that set it up itself)
         return dist.get_world_size() > 1
@@ -189,17 +191,12 @@ def all_reduce_sum(values):
     return _all_reduce(values, average=False)
 
 
-def all_reduce_mean(values):
-    """Mean over ranks of a tensor, a number or a ``{name: number}`` dict (identity in a single process)."""
-    return _all_reduce(values, average=True)
-
-
 _ACCUMULATOR_SUMS = ("n_structures", "n_atoms", "n_components", "n_angles", "sum_abs_e_per_atom", "sum_abs_f",
                      "sum_sq_f", "sum_t", "sum_t2", "sum_angle", "_loss_count")
 
 
 def all_reduce_accumulator(acc):
-    """Add a :class:`~openmm_distill.training.metrics.MetricAccumulator`'s running sums over ranks (in place).
+    """Add a :class:`~openmm_distill.metrics.MetricAccumulator`'s running sums over ranks (in place).
 
     Every metric is a ratio of sums, so the result equals one process
     accumulating every rank's batches (up to float summation order); the

@@ -14,6 +14,8 @@ from typing import Dict, Iterator
 import torch
 from torch import nn
 
+from openmm_distill.errors import ConfigError, IncompatibleFileError
+
 
 class ExponentialMovingAverage:
     """Shadow copies of a model's floating-point parameters.
@@ -29,7 +31,7 @@ class ExponentialMovingAverage:
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+            raise ConfigError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = float(decay)
         self.num_updates = 0
         self.shadow: Dict[str, torch.Tensor] = {
@@ -86,6 +88,6 @@ class ExponentialMovingAverage:
         shadow = state["shadow"]
         missing = set(self.shadow) ^ set(shadow)
         if missing:
-            raise ValueError(f"EMA state does not match the model: differing parameters {sorted(missing)}")
+            raise IncompatibleFileError(f"EMA state does not match the model: differing parameters {sorted(missing)}")
         for k, v in shadow.items():
             self.shadow[k].copy_(v)

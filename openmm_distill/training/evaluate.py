@@ -1,17 +1,15 @@
 """Evaluate a compiled student against the teacher labels of a dataset.
 
-The student is run exactly as OpenMM runs it: through the compiled
-TorchScript module, one structure at a time, positions converted from
-Angstrom to nm, energies returned in kJ/mol (converted back to eV) and forces
-taken as ``-dE/dx`` in kJ/mol/nm (converted back to eV/Angstrom). What is
-measured is therefore the deployed file, dtype and unit conversions included,
+The student is run exactly as OpenMM runs it, through the package's one
+evaluation loop (:func:`openmm_distill.export.predict.predict_structures`):
+what is measured is the deployed file, dtype and unit conversions included,
 not the training checkpoint.
 
 Which structures: all of them, or one split. For ``--split`` the split the
 student was trained with is used when its metadata records one (molecule
 names for the ``catalog``/``molecule`` splits; structure indices for the
 ``structure`` split, only on the very same dataset); otherwise the molecule
-catalog's split (``systems/molecules.csv``) by molecule name.
+catalog's split (``openmm_distill/systems/data/molecules.csv``) by molecule name.
 """
 from __future__ import annotations
 
@@ -22,9 +20,8 @@ import numpy as np
 import torch
 
 from openmm_distill.errors import DistillError
-from openmm_distill.training.metrics import METRIC_NAMES, METRIC_UNITS, MetricAccumulator
-from openmm_distill.training.targets import check_targets
-from openmm_distill.units import ANGSTROM_TO_NM, EV_PER_ANGSTROM_TO_KJ_PER_MOL_PER_NM, EV_TO_KJ_PER_MOL
+from openmm_distill.metrics import DEFAULT_MIN_FORCE, METRIC_NAMES, METRIC_UNITS, MetricAccumulator
+from openmm_distill.targets import check_targets
 
 SPLITS = ("all", "train", "validation", "test")
 
@@ -49,7 +46,11 @@ class EvaluationReport:
         ``energy_mae_mev_per_atom`` (meV/atom), ``force_mae`` and ``force_rmse``
         (eV/Angstrom), ``force_r2``, ``angle_deg`` (degrees).
     targets : dict
-        Per metric: value, target, passed (see :func:`openmm_distill.training.targets.check_targets`).
+        Per metric: value, target, passed (see :func:`openmm_distill.targets.check_targets`).
+    molecule_smiles : dict
+        Molecule name -> SMILES as recorded in the dataset.
+    accumulators : dict
+        Molecule name -> its :class:`~openmm_distill.metrics.MetricAccumulator` (pooled by group for coverage).
     """
 
     student: str
@@ -61,6 +62,14 @@ class EvaluationReport:
     molecules: List[str]
     metrics: Dict[str, float]
     targets: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    molecule_smiles: Dict[str, str] = field(default_factory=dict)
+    accumulators: Dict[str, MetricAccumulator] = field(default_factory=dict, repr=False)
+
+    def per_molecule(self) -> Dict[str, Dict[str, float]]:
+        """Metrics of each molecule (same names and units as ``metrics``), worst force R^2 first."""
+        rows = {name: {k: v for k, v in acc.compute().items() if k in METRIC_NAMES + ("n_structures",)}
+                for name, acc in self.accumulators.items()}
+        return dict(sorted(rows.items(), key=lambda item: item[1]["force_r2"]))
 
     @property
     def passed(self) -> Optional[bool]:
@@ -75,7 +84,7 @@ class EvaluationReport:
             "student": self.student, "data": self.data, "preset": self.preset, "split": self.split,
             "split_source": self.split_source, "n_structures": self.n_structures, "molecules": self.molecules,
             "metrics": self.metrics, "metric_units": dict(METRIC_UNITS), "targets": self.targets,
-            "passed": self.passed,
+            "passed": self.passed, "per_molecule": self.per_molecule(),
         }
 
     def format(self) -> str:
@@ -143,24 +152,8 @@ def select_structures(structure_molecules: List[str], split: str, metadata: Dict
     return idx, source
 
 
-def predict_compiled(module, atomic_numbers: np.ndarray, positions_angstrom: np.ndarray,
-                     box_angstrom: Optional[np.ndarray] = None) -> tuple:
-    """Energy (eV) and forces (eV/Angstrom, [N, 3]) of one structure from a compiled student.
-
-    The module is called with nm and returns kJ/mol, as inside OpenMM.
-    """
-    module.set_atoms(torch.as_tensor(np.asarray(atomic_numbers, dtype=np.int64)), None)
-    pos_nm = torch.tensor(np.asarray(positions_angstrom, dtype=np.float64) * ANGSTROM_TO_NM, requires_grad=True)
-    box_nm = None if box_angstrom is None else torch.tensor(np.asarray(box_angstrom, dtype=np.float64) * ANGSTROM_TO_NM)
-    energy_kj = module(pos_nm, box_nm)
-    (grad,) = torch.autograd.grad(energy_kj, pos_nm)
-    energy_ev = float(energy_kj.detach()) / EV_TO_KJ_PER_MOL
-    forces = (-grad.detach().to(torch.float64) / EV_PER_ANGSTROM_TO_KJ_PER_MOL_PER_NM).numpy()
-    return energy_ev, forces
-
-
 def evaluate_compiled(student: str, data: str, *, split: str = "all", preset: Optional[str] = None,
-                      max_structures: Optional[int] = None, min_force: float = 0.05,
+                      max_structures: Optional[int] = None, min_force: float = DEFAULT_MIN_FORCE,
                       progress: bool = False) -> EvaluationReport:
     """Accuracy of a compiled student on a dataset (or one split of it).
 
@@ -184,31 +177,36 @@ def evaluate_compiled(student: str, data: str, *, split: str = "all", preset: Op
     -------
     EvaluationReport
     """
-    from openmm_distill.export import load_compiled
-    from openmm_distill.export.student import resolve_student_path
+    from openmm_distill.export.predict import CompiledPredictor, predict_structures
     from openmm_distill.training.datasets import dataset_sha256, open_labelled
 
     # A shipped student's name works here as everywhere else (openmm-distill evaluate --student tiny).
-    module, metadata = load_compiled(resolve_student_path(student))
+    predictor = CompiledPredictor(student)
+    metadata = predictor.student.metadata
     with open_labelled(data) as labelled:
         structure_molecules = labelled.structure_molecule()
         data_hash = dataset_sha256(data) if split != "all" else None
         idx, source = select_structures(structure_molecules, split, metadata, data_hash)
         if max_structures is not None:
             idx = idx[:max_structures]
-        acc = MetricAccumulator(min_force)
-        from tqdm.auto import tqdm
-
-        for i in tqdm(idx, disable=not progress, desc="evaluate", leave=False):
-            s = labelled[int(i)]
-            energy, forces = predict_compiled(module, s.atomic_numbers, s.positions, s.box)
-            acc.update(torch.tensor([energy]), torch.tensor([s.energy]), torch.tensor([s.n_atoms]),
-                       torch.from_numpy(forces), torch.from_numpy(np.asarray(s.forces)))
+        structures = [labelled[int(i)] for i in idx]
+    predictions = predict_structures(predictor, structures, keep_going=False, progress=progress, desc="evaluate")
+    # One accumulator per molecule; the whole set's metrics pool them (per-molecule and per-group reports).
+    per_molecule: Dict[str, MetricAccumulator] = {}
+    smiles: Dict[str, str] = {}
+    for s, energy, forces in zip(structures, predictions.energies, predictions.forces):
+        per_molecule.setdefault(s.molecule, MetricAccumulator(min_force)).update(
+            torch.tensor([energy]), torch.tensor([s.energy]), torch.tensor([s.n_atoms]),
+            torch.from_numpy(forces), torch.from_numpy(np.asarray(s.forces)))
+        smiles.setdefault(s.molecule, s.smiles)
+    acc = MetricAccumulator(min_force)
+    for molecule_acc in per_molecule.values():
+        acc.merge(molecule_acc)
     metrics = {k: v for k, v in acc.compute().items() if k in METRIC_NAMES}
     preset = preset or metadata.get("preset")
     return EvaluationReport(
         student=str(student), data=str(data), preset=preset, split=split,
         split_source=source, n_structures=int(len(idx)),
         molecules=sorted({structure_molecules[int(i)] for i in idx}), metrics=metrics,
-        targets=check_targets(metrics, preset),
+        targets=check_targets(metrics, preset), molecule_smiles=smiles, accumulators=per_molecule,
     )

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from openmm_distill.errors import ConfigError, UnsupportedElementError
+
 
 def element_counts(atomic_numbers: np.ndarray, n_atoms: np.ndarray, elements: Sequence[int]) -> np.ndarray:
     """Count matrix ``[B, len(elements)]`` for ragged structures.
@@ -59,7 +61,7 @@ def element_counts(atomic_numbers: np.ndarray, n_atoms: np.ndarray, elements: Se
     column = {int(e): k for k, e in enumerate(elements)}
     missing = sorted(set(np.unique(z).tolist()) - set(column))
     if missing:
-        raise ValueError(f"atomic numbers {missing} are not among the student's elements {list(elements)}")
+        raise UnsupportedElementError(f"atomic numbers {missing} are not among the student's elements {list(elements)}")
     cols = np.array([column[int(x)] for x in z], dtype=np.int64) if z.size else np.zeros(0, dtype=np.int64)
     rows = np.repeat(np.arange(len(n_atoms)), n_atoms)
     counts = np.zeros((len(n_atoms), len(elements)), dtype=np.float64)
@@ -87,7 +89,7 @@ def fit_reference_energies(counts: np.ndarray, energies: np.ndarray) -> np.ndarr
     if counts.shape[0] != energies.shape[0]:
         raise ValueError(f"{counts.shape[0]} count rows but {energies.shape[0]} energies")
     if counts.shape[0] == 0:
-        raise ValueError("cannot fit reference energies on zero structures")
+        raise ConfigError("cannot fit reference energies on zero structures")
     present = counts.sum(axis=0) > 0
     ref = np.zeros(counts.shape[1], dtype=np.float64)
     solution, *_ = np.linalg.lstsq(counts[:, present], energies, rcond=None)
@@ -182,7 +184,7 @@ def fit_energy_model(
 def apply_energy_model(model: nn.Module, fit: EnergyModel) -> None:
     """Write ``fit`` into the student's float64 buffers (``atomic_reference_energy``, ``energy_scale``, ``energy_shift``)."""
     if list(model.elements) != list(fit.elements):
-        raise ValueError(f"energy model is for elements {fit.elements}, the student has {list(model.elements)}")
+        raise UnsupportedElementError(f"energy model is for elements {fit.elements}, the student has {list(model.elements)}")
     with torch.no_grad():
         model.atomic_reference_energy.copy_(torch.as_tensor(fit.reference, dtype=torch.float64))
         model.energy_scale.fill_(float(fit.scale))

@@ -19,6 +19,8 @@ from typing import Dict
 
 from torch.optim import Optimizer
 
+from openmm_distill.errors import ConfigError
+
 
 class LRSchedule:
     """Per-step learning rate with warm-up.
@@ -46,7 +48,7 @@ class LRSchedule:
                  warmup_steps: int = 0, min_ratio: float = 0.01, plateau_factor: float = 0.5,
                  plateau_patience: int = 10, plateau_threshold: float = 1e-3):
         if kind not in ("cosine", "plateau", "constant"):
-            raise ValueError(f"unknown schedule {kind!r}; choose cosine, plateau or constant")
+            raise ConfigError(f"unknown schedule {kind!r}; choose cosine, plateau or constant")
         self.optimizer = optimizer
         self.base_lr = float(base_lr)
         self.kind = kind

@@ -6,10 +6,11 @@ teacher several eV may cost the student almost nothing, and a 100 ps run at
 500 K finds it. Molecular dynamics with the student itself walks into such
 holes, so its trajectories are the geometries worth labelling.
 
-:func:`explore` runs the stability protocol's Langevin MD and watchdog
-(:mod:`openmm_distill.protocols.stability`) on each molecule at high
-temperature. It keeps frames on a schedule, plus the last frames before a
-watchdog failure and the failing frame itself, and returns them as
+:func:`explore` runs the stability protocol's watched Langevin MD
+(:mod:`openmm_distill.md.langevin`, :mod:`openmm_distill.md.watchdog`) on
+each molecule at high temperature. It keeps frames on a schedule, plus the
+last frames before a watchdog failure and the failing frame itself, taken
+from the running simulation (float64 positions), and returns them as
 :class:`~openmm_distill.data.records.Geometry` records. Label them with the
 teacher (:func:`openmm_distill.data.labelling.label`), merge them into the
 training set and fine-tune the student from its checkpoint
@@ -25,21 +26,21 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from openmm_distill.api import create_system, load_student
 from openmm_distill.data.records import Geometry
-from openmm_distill.errors import ConfigError
-
-
-def _default_thresholds():
-    from openmm_distill.protocols.stability import WatchdogThresholds
-
-    return WatchdogThresholds()
+from openmm_distill.errors import ConfigError, DistillError
+from openmm_distill.md.langevin import WatchedState, langevin_simulation, run_watched, steps_for
+from openmm_distill.md.watchdog import Watchdog, WatchdogThresholds
+from openmm_distill.protocols import parallel
+from openmm_distill.protocols.output import progress
+from openmm_distill.systems.resolve import resolve_system
+from openmm_distill.units import PICOSECOND_TO_FEMTOSECOND
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class ExplorationSettings:
     max_isolation_angstrom: float = 3.0
     watchdog_interval_fs: float = 10.0
     seed: int = 0
-    thresholds: Any = field(default_factory=_default_thresholds)
+    thresholds: WatchdogThresholds = field(default_factory=WatchdogThresholds)
 
     def __post_init__(self) -> None:
         if not self.temperatures_k or any(not (0.0 < float(t) <= 5000.0) for t in self.temperatures_k):
@@ -110,16 +111,10 @@ class ExplorationSettings:
     def checks_per_frame(self) -> int:
         return max(1, int(round(self.frame_interval_fs / (self.watchdog_steps * self.timestep_fs))))
 
-    def stability_settings(self, name: str):
-        """The stability protocol's settings for one molecule: every watchdog check goes to the trajectory."""
-        from openmm_distill.protocols.stability import StabilitySettings
-
-        step_fs = self.watchdog_steps * self.timestep_fs
-        return StabilitySettings(
-            temperatures_k=tuple(float(t) for t in self.temperatures_k), length_ps=float(self.length_ps),
-            timestep_fs=float(self.timestep_fs), friction_per_ps=float(self.friction_per_ps),
-            watchdog_interval_steps=self.watchdog_steps, frame_interval_fs=step_fs, minimize_iterations=0,
-            seed=molecule_run_seed(self.seed, name), thresholds=self.thresholds)
+    @property
+    def n_steps(self) -> int:
+        """MD steps of each run."""
+        return steps_for(self.length_ps, self.timestep_fs)
 
 
 def molecule_run_seed(seed: int, name: str) -> int:
@@ -176,44 +171,53 @@ def has_isolated_atom(positions_angstrom: np.ndarray, max_distance: float) -> bo
 def explore_molecule(model, spec: Tuple[str, str], *, settings: ExplorationSettings, student_name: str,
                      show_progress: bool = True) -> Tuple[List[Geometry], List[ExploredRun]]:
     """Explore one molecule ``(name, smiles)`` at every temperature; returns kept geometries and run records."""
-    import mdtraj as md
-
-    from openmm_distill.protocols import common
-    from openmm_distill.protocols.stability import run_stability
-
     name, smiles = spec
-    molsys = replace(common.resolve_system(smiles), name=name, smiles=smiles)
-    stability = settings.stability_settings(name)
+    molsys = replace(resolve_system(smiles), name=name, smiles=smiles)
+    try:
+        system = create_system(molsys.topology, load_student(model), remove_cm_motion=False)
+    except (DistillError, ValueError) as exc:
+        raise ConfigError(f"cannot explore {name} ({smiles}): {type(exc).__name__}: {exc}") from exc
+    seed = molecule_run_seed(settings.seed, name)
+    timestep_fs = float(settings.timestep_fs)
+    step_ps = settings.watchdog_steps * timestep_fs / PICOSECOND_TO_FEMTOSECOND
     geometries: List[Geometry] = []
     runs: List[ExploredRun] = []
-    with tempfile.TemporaryDirectory(prefix="explore_") as tmp:
-        result = run_stability(model, molsys, stability, output_dir=tmp, show_progress=show_progress)
-        if result.status != "ok":
-            raise ConfigError(f"cannot explore {name} ({smiles}): {result.message}")
-        step_ps = stability.watchdog_interval_steps * stability.timestep_fs / 1000.0
-        for run in result.runs:
-            traj = md.load_dcd(run.trajectory, top=run.topology_pdb)
-            frames = select_frames(traj.n_frames, settings.checks_per_frame, not run.survived,
-                                   int(settings.frames_before_failure))
-            frames = [k for k in frames
-                      if not has_isolated_atom(traj.xyz[k] * 10.0, settings.max_isolation_angstrom)]
-            for k in frames:
-                # Frame k is watchdog check k (a failure with non-finite positions writes no frame).
-                provenance: Dict[str, Any] = {
-                    "method": "student_md", "student": student_name, "temperature_K": run.temperature_k,
-                    "time_ps": round(k * step_ps, 6), "timestep_fs": stability.timestep_fs,
-                    "seed": stability.seed, "run_failed": not run.survived}
-                if not run.survived:
-                    provenance["failure"] = "; ".join(run.failure_reasons)
-                    provenance["failure_time_ps"] = run.time_to_failure_ps
-                geometries.append(Geometry(
-                    key=f"{name}/explore/{student_name}/{run.temperature_k:g}K/{k}", molecule=name,
-                    atomic_numbers=np.asarray(molsys.atomic_numbers, dtype=np.int64),
-                    positions=np.asarray(traj.xyz[k], dtype=np.float64) * 10.0, smiles=smiles,
-                    provenance=provenance))
-            runs.append(ExploredRun(name, run.temperature_k, run.survived,
-                                    run.simulated_ps if run.survived else float(run.time_to_failure_ps),
-                                    list(run.failure_reasons), len(frames)))
+    for temperature_k in (float(t) for t in settings.temperatures_k):
+        simulation = langevin_simulation(system, molsys.topology, molsys.positions, temperature_k=temperature_k,
+                                         timestep_fs=timestep_fs, friction_per_ps=float(settings.friction_per_ps),
+                                         seed=seed)
+        # Positions at every watchdog check, Angstrom: frame k is check k (a failure with
+        # non-finite positions leaves no frame).
+        frames: List[np.ndarray] = []
+
+        def keep(watched: WatchedState) -> None:
+            if np.all(np.isfinite(watched.positions_angstrom)):
+                frames.append(watched.positions_angstrom)
+
+        n_checks = settings.n_steps // settings.watchdog_steps
+        with progress(total=n_checks * settings.watchdog_steps, desc=f"{name} {temperature_k:g} K",
+                      enabled=show_progress, unit_name="step") as bar:
+            run = run_watched(simulation, Watchdog.for_system(molsys, settings.thresholds), n_steps=settings.n_steps,
+                              check_interval_steps=settings.watchdog_steps, timestep_fs=timestep_fs,
+                              periodic=molsys.periodic, on_check=keep, progress=bar)
+        kept = select_frames(len(frames), settings.checks_per_frame, not run.survived,
+                             int(settings.frames_before_failure))
+        kept = [k for k in kept if not has_isolated_atom(frames[k], settings.max_isolation_angstrom)]
+        for k in kept:
+            provenance: Dict[str, Any] = {
+                "method": "student_md", "student": student_name, "temperature_K": temperature_k,
+                "time_ps": round(k * step_ps, 6), "timestep_fs": timestep_fs, "seed": seed,
+                "run_failed": not run.survived}
+            if not run.survived:
+                provenance["failure"] = "; ".join(run.failure_reasons)
+                provenance["failure_time_ps"] = run.time_to_failure_ps
+            geometries.append(Geometry(
+                key=f"{name}/explore/{student_name}/{temperature_k:g}K/{k}", molecule=name,
+                atomic_numbers=np.asarray(molsys.atomic_numbers, dtype=np.int64),
+                positions=np.array(frames[k], dtype=np.float64), smiles=smiles, provenance=provenance))
+        runs.append(ExploredRun(name, temperature_k, run.survived,
+                                run.simulated_ps if run.survived else float(run.time_to_failure_ps),
+                                list(run.failure_reasons), len(kept)))
     return geometries, runs
 
 
@@ -253,9 +257,6 @@ def explore(model, molecules: Sequence[Tuple[str, str]], settings: Optional[Expl
     jobs : int
         Molecules run at once, one worker process each (one CPU thread each).
     """
-    from openmm_distill import load_student
-    from openmm_distill.protocols import parallel
-
     settings = settings or ExplorationSettings()
     molecules = [(str(n), str(s)) for n, s in molecules]
     names = [n for n, _ in molecules]

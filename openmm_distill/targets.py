@@ -53,7 +53,7 @@ def check_targets(metrics: Dict[str, float], preset: Optional[str]) -> Dict[str,
     ----------
     metrics : dict
         At least ``force_r2``, ``force_mae`` (eV/Angstrom), ``angle_deg`` and
-        ``energy_mae_mev_per_atom`` (see :mod:`openmm_distill.training.metrics`).
+        ``energy_mae_mev_per_atom`` (see :mod:`openmm_distill.metrics`).
     preset : str or None
 
     Returns

@@ -1,6 +1,7 @@
 """Accuracy metrics of a student against its teacher.
 
-Definitions (used by training logs, ``openmm-distill evaluate`` and the targets table):
+Definitions (used by training logs, ``openmm-distill evaluate``, the protocols'
+validation reports and the targets table, so one name means one number everywhere):
 
 * energy MAE per atom: ``mean_s |E_pred(s) - E_teacher(s)| / n_atoms(s)``, reported in meV/atom;
 * force MAE / RMSE: over all Cartesian components of all atoms, eV/Angstrom;
@@ -129,6 +130,12 @@ class MetricAccumulator:
         a = angles_deg(pf, tf, self.min_force)
         self.n_angles += int(a.numel())
         self.sum_angle += float(a.sum())
+
+    def merge(self, other: "MetricAccumulator") -> None:
+        """Add another accumulator's structures (pooled metrics, e.g. over the molecules of one group)."""
+        for name in ("n_structures", "n_atoms", "n_components", "n_angles", "sum_abs_e_per_atom", "sum_abs_f",
+                     "sum_sq_f", "sum_t", "sum_t2", "sum_angle"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def add_losses(self, losses: Dict[str, float]) -> None:
         """Add per-batch loss values (averaged per batch in :meth:`compute`)."""
