@@ -1,12 +1,13 @@
 # Two commands do all set-up on a fresh machine (each creates .venv on first use):
 #   make demo   build/compile a student and run it in OpenMM on a built-in default
-#   make test   run the test suite (slow end-to-end tests included; `make test-fast` skips them)
+#   make test   run the test suite (slow end-to-end tests included, among them building and
+#               installing the wheel; `make test-fast` skips them); `make lint` runs ruff
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: env demo test test-fast bench clean-env
+.PHONY: env demo test test-fast lint bench clean-env
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +27,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Ruff's default rules plus import order (openmm after openmm_distill; see pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/student_speed.py

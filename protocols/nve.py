@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", required=True, help="shipped student name or compiled .pt file")
     parser.add_argument("--systems", default="ethanol,aspirin,alanine_dipeptide",
-                        help="comma-separated names from systems/, structure files, SMILES or water:N")
+                        help="comma-separated catalog names, structure files, SMILES or water:N")
     parser.add_argument("--full", action="store_true", help="10 ps thermalisation + 100 ps NVE (quick: 1 + 5 ps)")
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--precision", choices=["mixed", "double"], help="CUDA/OpenCL precision (default mixed)")

@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", required=True, help="shipped student name or compiled .pt file")
     parser.add_argument("--systems", default="ethanol,aspirin,alanine_dipeptide",
-                        help="comma-separated names from systems/, structure files, SMILES or water:N")
+                        help="comma-separated catalog names, structure files, SMILES or water:N")
     parser.add_argument("--temperatures", default="300,500", help="comma-separated, K")
     parser.add_argument("--full", action="store_true", help="100 ps per temperature (quick: 2 ps)")
     parser.add_argument("--output", help="output folder (default runs/protocols/<student>/stability)")

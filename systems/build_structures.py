@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Regenerate the ready-made structures in ``systems/structures/``.
+"""Regenerate the ready-made structures in ``openmm_distill/systems/data/structures/``.
 
-Every molecule is built from its catalog SMILES (``systems/molecules.csv``)
+Every molecule is built from its catalog SMILES (``openmm_distill/systems/data/molecules.csv``)
 with RDKit ETKDGv3 (fixed seed) and relaxed with MMFF94, hydrogens explicit.
 
 * ``NAME.sdf`` keeps bond orders; ``NAME.pdb`` has the same atoms in the same
@@ -14,7 +14,7 @@ with RDKit ETKDGv3 (fixed seed) and relaxed with MMFF94, hydrogens explicit.
 The same RDKit version gives the same coordinates; another version may move
 atoms slightly. Usage::
 
-    python systems/build_structures.py [--out systems/structures] [--seed 0]
+    python systems/build_structures.py [--out openmm_distill/systems/data/structures] [--seed 0]
 """
 from __future__ import annotations
 
@@ -23,11 +23,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-import openmm_distill  # noqa: F401  (imports torch before openmm; see the package docstring)
-
-import openmm.app as app  # noqa: E402
 from rdkit import Chem  # noqa: E402
 
+import openmm_distill  # noqa: F401  (imports torch before openmm; see the package docstring)
 from openmm_distill.systems import (  # noqa: E402
     Structure,
     embed_smiles,
@@ -37,7 +35,9 @@ from openmm_distill.systems import (  # noqa: E402
     write_pdb,
 )
 
-OUT_DIR = Path(__file__).resolve().parent / "structures"
+import openmm.app as app  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parents[1] / "openmm_distill" / "systems" / "data" / "structures"
 # Catalog name -> PDB residue name (wwPDB chemical component codes; UNL = unknown ligand).
 SMALL_MOLECULES: Dict[str, str] = {
     "ethanol": "EOH",
@@ -120,7 +120,7 @@ def build_water_box(out: Path, seed: int) -> List[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Regenerate systems/structures/.")
+    parser = argparse.ArgumentParser(description="Regenerate openmm_distill/systems/data/structures/.")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--seed", type=int, default=0, help="ETKDG and water-box seed (default 0)")
     args = parser.parse_args(argv)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Reproduce the ``split`` column of ``systems/molecules.csv``.
+"""Reproduce the ``split`` column of ``openmm_distill/systems/data/molecules.csv``.
 
 The CSV is the declaration of the train/validation/test split; this script only
 regenerates it, so a reviewer can check that the column was not hand-tuned.
@@ -32,11 +32,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Tuple
 
-CSV_PATH = Path(__file__).resolve().parent / "molecules.csv"
+CSV_PATH = Path(__file__).resolve().parents[1] / "openmm_distill" / "systems" / "data" / "molecules.csv"
 FIELDS = ["name", "smiles", "category", "split"]
 SALT = "openmm-distill/split/v1:"
 FRACTIONS = {"test": 0.1, "validation": 0.1}
-# Structures used by the protocol scripts (see systems/structures/): held out on purpose.
+# Structures used by the protocol scripts (see openmm_distill/systems/data/structures/): held out on purpose.
 PROTOCOL_TEST = (
     "ethanol",
     "aspirin",

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import openmm_distill  # noqa: F401  (torch before openmm)
-from openmm import app, unit  # noqa: E402
-
 from openmm_distill.export import compile_student  # noqa: E402
 from openmm_distill.models import build_student, preset_names  # noqa: E402
+
+from openmm import app, unit  # noqa: E402
 
 # One tolerance table keyed by the deployed dtype: (relative energy, absolute force kJ/mol/nm).
 TOLERANCE = {"float32": (1e-5, 1e-2), "float64": (1e-10, 1e-6)}

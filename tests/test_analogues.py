@@ -49,7 +49,7 @@ def test_impossible_requests_fail_with_the_reason():
 
 
 def test_committed_analogues_are_reproduced_and_avoid_the_held_out_molecules(tmp_path):
-    """training/data/train_analogues.csv is what the CLI writes, and no analogue is a validation/test molecule.
+    """openmm_distill/recipes/data/train_analogues.csv is what the CLI writes, and no analogue is a validation/test molecule.
 
     Asking for more analogues only appends (the first N of a longer list are the N-list), which is what
     lets a labelled set grow without relabelling: the session-3 students used the first 600 of these.
@@ -58,7 +58,7 @@ def test_committed_analogues_are_reproduced_and_avoid_the_held_out_molecules(tmp
 
     out = tmp_path / "analogues.csv"
     assert main(["systems", "--analogues", "1800", "--split", "train", "--seed", "0", "-o", str(out)]) == 0
-    committed = Path(__file__).parents[1] / "training" / "data" / "train_analogues.csv"
+    committed = Path(__file__).parents[1] / "openmm_distill" / "recipes" / "data" / "train_analogues.csv"
     assert out.read_text() == committed.read_text()
     with open(out) as handle:
         keys = {canonical_key(row["smiles"]) for row in csv.DictReader(handle)}

@@ -94,3 +94,37 @@ print(raised)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2"]
+
+
+ALLOCATOR_AFTER = """
+import sys
+import openmm_distill as od
+from openmm_distill import cpu_runtime
+{action}
+print(cpu_runtime._allocator_tuned)
+"""
+
+
+@glibc_only
+def test_loading_a_student_and_making_a_system_leave_the_allocator_alone():
+    """A library user's process keeps its allocator: no mallopt call behind their back."""
+    action = ("from openmm_distill.systems.resolve import resolve_system\n"
+              "molsys = resolve_system('ethanol')\n"
+              "student = od.load_student('ultra-tiny')\n"
+              "od.create_system(molsys.topology, student, backend='torch')\n"
+              "od.create_system(molsys.topology, student, backend='python')")
+    env = {k: v for k, v in os.environ.items() if k != "OPENMM_DISTILL_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR_AFTER.format(action=action)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "None"  # keep_freed_memory was never called
+
+
+@glibc_only
+def test_the_command_line_switches_the_allocator_on():
+    action = "from openmm_distill.cli import main\nassert main(['presets']) == 0"
+    env = {k: v for k, v in os.environ.items() if k != "OPENMM_DISTILL_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR_AFTER.format(action=action)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "True"

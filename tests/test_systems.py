@@ -5,15 +5,15 @@ import importlib.util
 import re
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
-
-import openmm_distill  # noqa: F401  (torch before openmm)
-from openmm import app, unit  # noqa: E402
 from rdkit import Chem  # noqa: E402
 from rdkit.Chem import AllChem  # noqa: E402
 
+import openmm_distill  # noqa: F401  (torch before openmm)
+from openmm_distill.errors import DistillError
 from openmm_distill.systems import (  # noqa: E402
     SPLITS,
     HydrogenWarning,
@@ -27,6 +27,9 @@ from openmm_distill.systems import (  # noqa: E402
     water_box,
     water_density_g_per_cm3,
 )
+from openmm_distill.systems.resolve import molecule_list, resolve_system
+
+from openmm import app, unit  # noqa: E402
 
 ALLOWED_ELEMENTS = {"H", "C", "N", "O", "F", "P", "S", "Cl"}
 PROTOCOL_MOLECULES = {
@@ -47,7 +50,8 @@ def n_atoms_with_h(smiles: str) -> int:
 
 
 def load_split_script():
-    spec = importlib.util.spec_from_file_location("make_split", systems_dir() / "make_split.py")
+    script = Path(__file__).resolve().parents[1] / "systems" / "make_split.py"
+    spec = importlib.util.spec_from_file_location("make_split", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -149,8 +153,16 @@ def test_bad_split_name_is_rejected():
 
 
 def test_unknown_molecule_suggests_names():
-    with pytest.raises(KeyError, match="aspirin"):
+    with pytest.raises(KeyError, match="aspirin") as info:
         get_molecule("asprin")
+    assert str(info.value).startswith("unknown molecule 'asprin'; did you mean aspirin")
+
+
+def test_catalog_and_structures_are_package_data():
+    """Read through importlib.resources from inside the package, so a wheel install has them."""
+    folder = systems_dir()
+    assert folder == Path(openmm_distill.__file__).resolve().parent / "systems" / "data"
+    assert (folder / "molecules.csv").is_file() and structure_path("water_box").parent == folder / "structures"
 
 
 def test_systems_dir_override(tmp_path, monkeypatch):
@@ -324,4 +336,67 @@ def test_cli_lists_and_writes(tmp_path, capsys):
     assert main(["systems", "--water-box", "100", "-o", str(out)]) == 0
     box = read_structure(out)
     assert box.n_atoms == 300 and box.box is not None
-    assert main(["systems", "--write", "cafeine", "-o", str(tmp_path / "x.sdf")]) == 1
+    assert main(["systems", "--write", "cafeine", "-o", str(tmp_path / "x.sdf")]) == 2
+    assert "did you mean caffeine" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- one resolver of molecule arguments
+
+
+@pytest.mark.parametrize("spec, name, n_atoms, smiles", [
+    ("aspirin", "aspirin", 21, "CC(=O)Oc1ccccc1C(=O)O"),  # a ready structure (PDB) with its catalog SMILES
+    ("glycine", "glycine", 10, "NCC(=O)O"),  # a catalog molecule without a ready structure
+    ("C=O", "C=O", 4, "C=O"),  # a SMILES
+    ("F/C=C/F", "F/C=C/F", 6, "F/C=C/F"),  # a slash inside a SMILES is not a path
+    ("water:50", "water_50", 150, ""),
+])
+def test_resolve_system_names_smiles_and_boxes(spec, name, n_atoms, smiles):
+    molsys = resolve_system(spec)
+    assert (molsys.name, molsys.n_atoms, molsys.smiles) == (name, n_atoms, smiles)
+    assert molsys.topology.getNumAtoms() == n_atoms
+    assert molsys.periodic == spec.startswith("water")
+
+
+def test_resolve_system_reads_a_structure_file_with_its_hydrogens(tmp_path):
+    path = tmp_path / "my ethanol.sdf"
+    path.write_bytes(structure_path("ethanol.sdf").read_bytes())
+    molsys = resolve_system(str(path))
+    assert molsys.name == "my_ethanol" and molsys.n_atoms == 9 and molsys.source == str(path)
+    np.testing.assert_allclose(molsys.positions_angstrom, read_structure(path).positions)
+
+
+@pytest.mark.parametrize("spec, error, message", [
+    ("asprin", KeyError, "unknown molecule 'asprin'; did you mean aspirin"),
+    ("xqzzy", KeyError, "'xqzzy': neither a catalog molecule, a structure file nor a SMILES"),
+    ("missing.pdb", FileNotFoundError, "structure file 'missing.pdb' does not exist"),
+    ("no/such/folder", FileNotFoundError, "'no/such/folder' does not exist"),
+])
+def test_resolve_system_says_what_is_wrong(spec, error, message, capfd):
+    with pytest.raises(error) as info:
+        resolve_system(spec)
+    assert isinstance(info.value, DistillError)
+    assert message in str(info.value)
+    assert "SMILES Parse Error" not in capfd.readouterr().err  # RDKit's parser stays quiet
+
+
+def test_molecule_list_reads_every_format(tmp_path):
+    csv_file = tmp_path / "mine.csv"
+    csv_file.write_text("name,smiles\nmethanol,CO\n")
+    smi_file = tmp_path / "mine.smi"
+    smi_file.write_text("# comment\nC=O formaldehyde\n")
+    sdf = tmp_path / "two.sdf"
+    with Chem.SDWriter(str(sdf)) as writer:
+        for name, smiles in (("ethanol", "CCO"), ("acetic", "CC(=O)O")):
+            mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+            AllChem.EmbedMolecule(mol, randomSeed=0)
+            mol.SetProp("_Name", name)
+            writer.write(mol)
+    pdb = structure_path("paracetamol.pdb")  # no bond orders: determined from the geometry
+    pairs = molecule_list([str(csv_file), str(smi_file), str(sdf), str(pdb), "aspirin", "CCN"])
+    assert pairs == [("methanol", "CO"), ("formaldehyde", "C=O"), ("ethanol", "CCO"), ("acetic", "CC(=O)O"),
+                     ("paracetamol", canonical(get_molecule("paracetamol").smiles)),
+                     ("aspirin", get_molecule("aspirin").smiles), ("CCN", "CCN")]
+    with pytest.raises(KeyError, match="did you mean aspirin"):
+        molecule_list(["asprin"])
+    with pytest.raises(FileNotFoundError, match="gone.csv"):
+        molecule_list([str(tmp_path / "gone.csv")])

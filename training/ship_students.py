@@ -1,7 +1,7 @@
 """Copy trained students into the package with a model card each, after evaluating them on the test split.
 
     python training/ship_students.py --runs runs/shipped --test data/shipped_test.h5
-    python training/ship_students.py --runs runs/v5 --presets original --recipe original=training/original_explored.yaml
+    python training/ship_students.py --runs runs/v5 --presets original --recipe original=openmm_distill/recipes/original_explored.yaml
 
 For each preset with ``<runs>/<preset>/student.pt`` (or only ``best.pt``, which is then
 compiled here), this evaluates the compiled student on the test molecules (never seen
@@ -57,9 +57,9 @@ def _training_data_line(cfg: dict) -> str:
     by_method = ", ".join(f"{m} {n:,}" for m, n in methods.most_common())
     line = f"- Training file `{path}`: {n_structures:,} structures ({by_method}) of {len(names):,} molecules"
     if analogues:
-        line += (f", of which {analogues} are analogues of the training molecules (`training/data/train_analogues.csv`, "
+        line += (f", of which {analogues} are analogues of the training molecules (`openmm_distill/recipes/data/train_analogues.csv`, "
                  "small RDKit edits, none equal to a validation or test molecule; sampled with "
-                 "`training/data/analogues_train.yaml`)")
+                 "`openmm_distill/recipes/data/analogues_train.yaml`)")
     return line + ".\n"
 
 
@@ -106,16 +106,16 @@ PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with el
 
 ## Data
 
-- Molecules: the `train` split of `systems/molecules.csv` (521 molecules, split by molecule;
+- Molecules: the `train` split of `openmm_distill/systems/data/molecules.csv` (521 molecules, split by molecule;
   validation 64, test 64 molecules never seen in training).
-- Geometries: `training/data/shipped_train.yaml` (ETKDG conformers, random and normal-mode
+- Geometries: `openmm_distill/recipes/data/shipped_train.yaml` (ETKDG conformers, random and normal-mode
   displacements, GFN2-xTB-driven Langevin MD at 300/450/600 K); validation and test:
-  `training/data/shipped_eval.yaml` (GFN2-xTB MD snapshots at 300, 450 and 600 K).
+  `openmm_distill/recipes/data/shipped_eval.yaml` (GFN2-xTB MD snapshots at 300, 450 and 600 K).
 {_training_data_line(cfg)}- Training data hash: `{meta.get('training_data_hash')}`.
 
 ## Recipe
 
-{_recipe_section(preset, cfg, meta, history_rows, run_dir, recipe or f"training/{preset}.yaml")}
+{_recipe_section(preset, cfg, meta, history_rows, run_dir, recipe or f"openmm_distill/recipes/{preset}.yaml")}
 
 ## Accuracy on the test split ({t['n_structures']} structures, {len(t['molecules'])} molecules, `{Path(test_path).name}`)
 
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     parser.add_argument("--test", default="data/shipped_test.h5", help="labelled test-split dataset")
     parser.add_argument("--presets", default=",".join(preset_names()))
     parser.add_argument("--recipe", action="append", default=[], metavar="PRESET=YAML",
-                        help="the recipe a preset's run used, for its model card (default training/PRESET.yaml)")
+                        help="the recipe a preset's run used, for its model card (default openmm_distill/recipes/PRESET.yaml)")
     args = parser.parse_args(argv)
     SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
     # Presets not shipped this time keep their entries.

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 HELP = "run a short OpenMM simulation with a student (shipped, or built and compiled on the spot)"
 DESCRIPTION = """Load a shipped student (or build and compile one if none is shipped), put it in
-an OpenMM System for a molecule from systems/, and run a short Langevin MD
-simulation, printing energies and steps/s.
+an OpenMM System for a molecule (a catalog name, a structure file or a SMILES), and run a
+short Langevin MD simulation, printing energies and steps/s.
 
 example:
   openmm-distill demo --student tiny --molecule aspirin --steps 2000
@@ -13,7 +13,7 @@ example:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--student", default="tiny", help="shipped student name or compiled file (default: tiny)")
-    parser.add_argument("--molecule", default="aspirin", help="SMILES, structure file, or a name from systems/")
+    parser.add_argument("--molecule", default="aspirin", help="catalog name, structure file (SDF/MOL/PDB with explicit H) or SMILES")
     parser.add_argument("--steps", type=int, default=1000, help="MD steps (default: 1000)")
     parser.add_argument("--timestep-fs", type=float, default=0.5, help="time step in fs (default: 0.5)")
     parser.add_argument("--temperature", type=float, default=300.0, help="Langevin temperature in K (default: 300)")
@@ -27,6 +27,7 @@ def add_arguments(parser) -> None:
 def _student_path(args):
     from pathlib import Path
 
+    from openmm_distill.errors import UnknownNameError
     from openmm_distill.export.student import available_students
 
     if Path(args.student).is_file() or args.student in available_students():
@@ -37,7 +38,7 @@ def _student_path(args):
     from openmm_distill.models import build_student, preset_names
 
     if args.student not in preset_names():
-        raise SystemExit(f"--student {args.student!r} is neither a file, a shipped student "
+        raise UnknownNameError(f"--student {args.student!r} is neither a file, a shipped student "
                          f"({available_students()}) nor a preset ({preset_names()})")
     out = Path(args.workdir) / f"{args.student}-untrained.pt"
     print(f"no shipped student {args.student!r}: compiling an UNTRAINED {args.student} student to {out} "
@@ -50,14 +51,17 @@ def _student_path(args):
 def run(args) -> int:
     import time
 
+    from openmm_distill import api as od
+    from openmm_distill.systems.resolve import resolve_system
+    from openmm_distill.timing import ns_per_day
+    from openmm_distill.units import MS_PER_S
+
     import openmm
     from openmm import unit
 
-    import openmm_distill as od
-    from openmm_distill.systems_access import load_topology_and_positions
-
     student = od.load_student(_student_path(args))
-    topology, positions = load_topology_and_positions(args.molecule)
+    molsys = resolve_system(args.molecule)
+    topology, positions = molsys.topology, molsys.positions
     system = od.create_system(topology, student, backend=args.backend)
     integrator = openmm.LangevinMiddleIntegrator(args.temperature * unit.kelvin, 1 / unit.picosecond,
                                                  args.timestep_fs * unit.femtosecond)
@@ -77,6 +81,7 @@ def run(args) -> int:
         print(f"  step {done:>7}  potential {pe:14.3f} kJ/mol  kinetic {ke:10.3f} kJ/mol")
     elapsed = time.perf_counter() - t0
     n = report_every * (args.steps // report_every)
-    ns_day = n * args.timestep_fs * 1e-6 / elapsed * 86400
-    print(f"{n / elapsed:.1f} steps/s ({1e3 * elapsed / n:.2f} ms/step, {ns_day:.2f} ns/day at {args.timestep_fs} fs)")
+    ms_per_step = MS_PER_S * elapsed / n
+    print(f"{n / elapsed:.1f} steps/s ({ms_per_step:.2f} ms/step, {ns_per_day(ms_per_step, args.timestep_fs):.2f} "
+          f"ns/day at {args.timestep_fs} fs)")
     return 0

@@ -7,8 +7,7 @@ import os
 import sys
 from typing import Optional
 
-from openmm_distill.data.exploration import read_frames
-from openmm_distill.errors import ConfigError
+from openmm_distill.active_learning.exploration import read_frames
 from openmm_distill.cli.label import (
     add_molecule_arguments,
     add_output_arguments,
@@ -16,6 +15,7 @@ from openmm_distill.cli.label import (
     collect_molecules,
     teacher_options_from_args,
 )
+from openmm_distill.errors import ConfigError
 
 HELP = "find where a student fails (hot Langevin MD on training molecules) and label those geometries"
 DESCRIPTION = """One round of active learning. The student runs Langevin MD at high
@@ -35,22 +35,23 @@ frames of a test molecule would leak it into training.
 
 examples:
   openmm-distill explore --student original --split train -o data/explore.h5 --jobs 2
-  openmm-distill explore --student runs/original/student.pt --input training/data/train_analogues.csv \\
+  openmm-distill explore --student runs/original/student.pt --input openmm_distill/recipes/data/train_analogues.csv \\
       --limit 200 --temperatures 700 900 --length-ps 4 -o data/explore.h5 --jobs 2 --workers 2
 then:
   openmm-distill dataset merge data/train.h5 data/explore.h5 -o data/train_explored.h5
-  openmm-distill train training/original.yaml --set model.init_from=runs/original/best.pt \\
+  openmm-distill train original --set model.init_from=runs/original/best.pt \\
       --set data.path=data/train_explored.h5 --set optim.epochs=4 --set optim.lr=3e-4
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from openmm_distill.data.exploration import ExplorationSettings
+    from openmm_distill.active_learning.exploration import ExplorationSettings
 
     default = ExplorationSettings()  # the flags' defaults are the library's, not a second copy
     parser.add_argument("--student", required=True, help="shipped student name or compiled .pt file")
     add_molecule_arguments(parser)
-    md = parser.add_argument_group("exploration MD (defaults: openmm_distill.data.exploration.ExplorationSettings)")
+    md = parser.add_argument_group("exploration MD (defaults: ExplorationSettings in "
+                                   "openmm_distill.active_learning.exploration)")
     md.add_argument("--temperatures", type=float, nargs="+", metavar="K", default=list(default.temperatures_k),
                     help="Langevin temperatures, K (default %(default)s)")
     md.add_argument("--length-ps", type=float, default=default.length_ps,
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openmm_distill.data.exploration import ExplorationSettings, explore, write_frames
+    from openmm_distill.active_learning.exploration import ExplorationSettings, explore, write_frames
     from openmm_distill.data.labelling import label
     from openmm_distill.pipeline.stages import file_sha256
 

@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from typing import Any, Dict, List, Tuple
 
-from openmm_distill.errors import ConfigError
+from openmm_distill.errors import ConfigError, MissingFileError
 
 HELP = "sample geometries of molecules and label them with a teacher into an HDF5 dataset"
 DESCRIPTION = """Sample geometries of molecules (RDKit conformers with explicit hydrogens,
 random, normal-mode and close-contact displacements, teacher-driven Langevin MD) and label
 them with a teacher (energies in eV, forces in eV/Angstrom) into an HDF5 dataset.
 
-Molecules come from any mix of: a SMILES file (--input: a CSV with columns
-name,smiles, or a .smi file with "SMILES [name]" per line), --smiles NAME=SMILES,
-catalog names (--molecules) or a catalog split (--split).
+Molecules come from any mix of: files (--input: a CSV with columns name,smiles,
+a .smi file with "SMILES [name]" per line, or SDF/MOL/PDB structures with explicit
+hydrogens), --smiles NAME=SMILES, catalog names or SMILES (--molecules) or a catalog
+split (--split).
 
 The job writes OUTPUT.partial, commits after every molecule, and renames it to
 OUTPUT when done. If it is killed, run the same command again: it resumes
@@ -24,12 +24,18 @@ where it stopped (no duplicated or lost structure). Structures the teacher
 fails on are recorded in the file and skipped.
 
 examples:
-  openmm-distill label --split train -o data/train.h5 --workers 2
+  openmm-distill label --split train -o data/train.h5 --sampling-config shipped_train --workers 2
   openmm-distill label --input mols.csv -o data.h5 --teacher gfn2-xtb --md-temperatures 300 600
   openmm-distill label --smiles ethanol=CCO --smiles benzene=c1ccccc1 -o small.h5 --md-snapshots 0
   openmm-distill label --split train -o train.h5 --shard 3/16     (writes train.shard3-of-16.h5)
   openmm-distill label --input mols.smi -o orb.h5 --teacher orb-v2 --teacher-option weights_path=orb.ckpt
+  openmm-distill label --relabel train.h5 -o train_7net.h5 --teacher sevennet --teacher-option model=7net-0
 then: openmm-distill dataset merge train.shard*-of-16.h5 -o train.h5
+
+--relabel IN.h5 labels the geometries of an existing dataset with another teacher
+instead of sampling molecules (keys, molecules, charges and geometry provenance are
+kept; the output records the source file's SHA-256). It is the same resumable,
+sharded job, so --workers, --shard and resuming work as above.
 """
 
 # Sampling flags: argparse dest -> SamplingConfig field.
@@ -57,9 +63,11 @@ def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
     """``--input/--smiles/--molecules/--split/--limit``, read back by :func:`collect_molecules`."""
     src = parser.add_argument_group("molecules")
     src.add_argument("--input", action="append", default=[], metavar="FILE",
-                     help="CSV with columns name,smiles, or .smi/.txt with 'SMILES [name]' per line (repeatable)")
+                     help="CSV with columns name,smiles, .smi/.txt with 'SMILES [name]' per line, or SDF/MOL/PDB "
+                          "structures with explicit hydrogens (repeatable)")
     src.add_argument("--smiles", action="append", default=[], metavar="NAME=SMILES", help="one molecule (repeatable)")
-    src.add_argument("--molecules", nargs="+", default=[], metavar="NAME", help="molecule names from the catalog")
+    src.add_argument("--molecules", nargs="+", default=[], metavar="NAME",
+                     help="catalog names (`openmm-distill systems` lists them), SMILES or structure files")
     src.add_argument("--split", choices=("train", "validation", "test"), help="all catalog molecules of a split")
     src.add_argument("--limit", type=int, metavar="N", help="only the first N molecules (quick runs)")
 
@@ -88,11 +96,15 @@ def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_molecule_arguments(parser)
+    parser.add_argument("--relabel", metavar="DATASET",
+                        help="label the geometries of this dataset (.h5) with --teacher instead of sampling molecules")
     add_output_arguments(parser)
     add_teacher_arguments(parser)
 
     sam = parser.add_argument_group("sampling (defaults: openmm_distill.data.SamplingConfig)")
-    sam.add_argument("--sampling-config", metavar="YAML", help="sampling options from a YAML file; flags below override it")
+    sam.add_argument("--sampling-config", metavar="YAML",
+                     help="sampling options from a YAML file or a built-in recipe (shipped_train, shipped_eval, "
+                          "analogues_train, contacts_train); flags below override it")
     sam.add_argument("--conformers", type=int, help="ETKDG conformers per molecule (default 4)")
     sam.add_argument("--random-samples", type=int, help="Gaussian displacements per conformer (default 2)")
     sam.add_argument("--random-sigma", type=float, help="their sigma, Angstrom (default 0.03)")
@@ -122,70 +134,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def read_smiles_file(path: str) -> List[Tuple[str, str]]:
-    """``(name, smiles)`` pairs from a CSV (columns name,smiles) or a SMILES file ('SMILES [name]' lines)."""
-    if not os.path.exists(path):
-        raise ConfigError(f"input file {path} does not exist")
-    pairs: List[Tuple[str, str]] = []
-    if path.lower().endswith(".csv"):
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            fields = {f.lower().strip(): f for f in (reader.fieldnames or [])}
-            if "smiles" not in fields:
-                raise ConfigError(f"{path}: a CSV input needs a 'smiles' column (and ideally 'name'); found {reader.fieldnames}")
-            for k, row in enumerate(reader):
-                smiles = row[fields["smiles"]].strip()
-                name = row[fields["name"]].strip() if "name" in fields else f"mol{k}"
-                if smiles:
-                    pairs.append((name, smiles))
-        return pairs
-    stem = os.path.splitext(os.path.basename(path))[0]
-    with open(path) as fh:
-        for k, line in enumerate(fh):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            pairs.append((parts[1] if len(parts) > 1 else f"{stem}_{k}", parts[0]))
-    return pairs
-
-
 def teacher_options_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     return _parse_key_values(args.teacher_option, "--teacher-option")
 
 
 def _parse_key_values(values: List[str], what: str) -> Dict[str, Any]:
-    import yaml
+    from openmm_distill.config_loader import parse_value
 
     out: Dict[str, Any] = {}
     for item in values:
         if "=" not in item:
             raise ConfigError(f"{what} must look like KEY=VALUE, got {item!r}")
         key, _, value = item.partition("=")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        out[key.strip()] = parse_value(value)
     return out
 
 
 def collect_molecules(args: argparse.Namespace) -> List[Tuple[str, str]]:
-    """All molecules named on the command line, in order."""
-    pairs: List[Tuple[str, str]] = []
+    """All molecules named on the command line, in order, as ``(name, smiles)``."""
+    from openmm_distill.systems.catalog import molecules as catalog_molecules
+    from openmm_distill.systems.resolve import molecule_list
+
     for path in args.input:
-        pairs.extend(read_smiles_file(path))
+        if not os.path.isfile(path):
+            raise MissingFileError(f"--input file {path!r} does not exist")
+    pairs = molecule_list(args.input)
     for item in args.smiles:
         if "=" not in item:
             raise ConfigError(f"--smiles must look like NAME=SMILES, got {item!r}")
         name, _, smiles = item.partition("=")
         pairs.append((name.strip(), smiles.strip()))
-    if args.molecules or args.split:
-        try:
-            from openmm_distill.systems import catalog
-        except ImportError as exc:
-            raise ConfigError(f"the molecule catalog is not available ({exc}); use --input or --smiles") from exc
-        if args.split:
-            pairs.extend((m.name, m.smiles) for m in catalog.molecules(split=args.split))
-        for name in args.molecules:
-            entry = catalog.get_molecule(name)
-            pairs.append((entry.name, entry.smiles))
+    if args.split:
+        pairs.extend((m.name, m.smiles) for m in catalog_molecules(split=args.split))
+    pairs.extend(molecule_list(args.molecules))
     if args.limit is not None:
         pairs = pairs[: max(0, args.limit)]
     if not pairs:
@@ -195,8 +176,10 @@ def collect_molecules(args: argparse.Namespace) -> List[Tuple[str, str]]:
 
 def sampling_from_args(args: argparse.Namespace):
     from openmm_distill.data.sampling import SamplingConfig
+    from openmm_distill.recipes import find_recipe
 
-    base = SamplingConfig.from_yaml(args.sampling_config).to_dict() if args.sampling_config else {}
+    base = SamplingConfig.from_yaml(find_recipe(args.sampling_config, "sampling")).to_dict() \
+        if args.sampling_config else {}
     for flag, field in _SAMPLING_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -210,25 +193,11 @@ def shard_output(output: str, shard) -> str:
     return f"{root}.shard{shard[0]}-of-{shard[1]}{ext or '.h5'}"
 
 
-def run(args: argparse.Namespace) -> int:
-    from openmm_distill.data.labelling import label, parse_shard
-
-    molecules = collect_molecules(args)
-    sampling = sampling_from_args(args)
-    teacher_options = teacher_options_from_args(args)
-    shard = parse_shard(args.shard)
-    output = shard_output(args.output, shard) if shard else args.output
-    print(
-        f"labelling {len(molecules)} molecules{f' (shard {shard[0]}/{shard[1]})' if shard else ''} "
-        f"with {args.teacher} -> {output}; up to {sampling.geometries_per_molecule()} geometries per molecule",
-        file=sys.stderr,
-    )
-    report = label(
-        molecules,
-        output,
-        sampling=sampling,
+def job_options(args: argparse.Namespace, shard) -> Dict[str, Any]:
+    """Teacher, output and execution options shared by :func:`~openmm_distill.data.labelling.label` and ``relabel``."""
+    return dict(
         teacher=args.teacher,
-        teacher_options=teacher_options,
+        teacher_options=teacher_options_from_args(args),
         n_workers=args.workers,
         shard=shard,
         resume=args.resume,
@@ -237,5 +206,40 @@ def run(args: argparse.Namespace) -> int:
         creation_command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         progress=not args.quiet,
     )
+
+
+def run_relabel(args: argparse.Namespace) -> int:
+    """``--relabel``: the source dataset replaces the molecule and sampling options, which are refused."""
+    from openmm_distill.data.labelling import parse_shard, relabel
+
+    given = [flag for flag in ("input", "smiles", "molecules", "split", "limit") if getattr(args, flag)]
+    given += [flag for flag in ("sampling_config", *_SAMPLING_FLAGS) if getattr(args, flag) is not None]
+    given = [f"--{flag.replace('_', '-')}" for flag in given]
+    if given:
+        raise ConfigError(f"--relabel takes the geometries of {args.relabel}; remove {', '.join(given)}")
+    shard = parse_shard(args.shard)
+    output = shard_output(args.output, shard) if shard else args.output
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"relabelling {args.relabel} with {args.teacher}{where} -> {output}", file=sys.stderr)
+    report = relabel(args.relabel, output, **job_options(args, shard))
+    print(report.summary())
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from openmm_distill.data.labelling import label, parse_shard
+
+    if args.relabel:
+        return run_relabel(args)
+    molecules = collect_molecules(args)
+    sampling = sampling_from_args(args)
+    shard = parse_shard(args.shard)
+    output = shard_output(args.output, shard) if shard else args.output
+    print(
+        f"labelling {len(molecules)} molecules{f' (shard {shard[0]}/{shard[1]})' if shard else ''} "
+        f"with {args.teacher} -> {output}; up to {sampling.geometries_per_molecule()} geometries per molecule",
+        file=sys.stderr,
+    )
+    report = label(molecules, output, sampling=sampling, **job_options(args, shard))
     print(report.summary())
     return 0

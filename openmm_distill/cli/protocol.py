@@ -5,6 +5,8 @@ import argparse
 from typing import Any, Dict, List, Optional
 
 from openmm_distill.cpu_runtime import limit_threads
+from openmm_distill.errors import ConfigError
+from openmm_distill.systems.resolve import split_list, system_specs
 
 HELP = "validate a student: NVE energy drift, throughput, accuracy vs teacher, NVT stability, full report"
 DESCRIPTION = """Run a validation protocol on a compiled student. Results go to an output folder
@@ -12,8 +14,9 @@ as JSON, PNG figures and a Markdown summary (default runs/protocols/<student>/<p
 Quick defaults take about two minutes on a 2-core CPU; --full runs the long versions
 (100 ps NVE and NVT, more structures, larger boxes).
 
-Systems: names from systems/ (ethanol, aspirin, alanine_dipeptide, water_box, any catalog
-molecule), structure files, SMILES, or water:N (a periodic box of N waters).
+Systems: catalog names (ready structures for ethanol, aspirin, alanine_dipeptide, water_box;
+any other catalog molecule from its SMILES), structure files (SDF/MOL/PDB with explicit
+hydrogens), SMILES, or water:N (a periodic box of N waters).
 
 examples:
   openmm-distill protocol nve --student tiny --systems ethanol,aspirin
@@ -42,11 +45,23 @@ MERGE_HELP = "join the output folders of NVE or stability runs made in parts (--
 QUICK_SPLIT_LIMIT = 3
 
 
-def _floats(text: str) -> tuple:
+def _positive_float(text: str) -> float:
+    """A time, length, temperature or threshold: a number > 0 (argparse reports anything else)."""
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _floats(text: str) -> tuple:
+    """Comma-separated positive numbers (temperatures, K)."""
+    try:
+        return tuple(_positive_float(x) for x in text.split(",") if x.strip())
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -85,27 +100,27 @@ def _common(p: argparse.ArgumentParser, *, multi_student: bool = False) -> None:
 
 def _nve_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("NVE")
-    g.add_argument("--temperature", type=float, help="thermalisation temperature, K (default 300)")
-    g.add_argument("--timestep-fs", type=float, help="time step, fs (default 0.5)")
-    g.add_argument("--equilibration-ps", type=float, help="Langevin thermalisation, ps (quick 1, full 10)")
-    g.add_argument("--length-ps", type=float, help="NVE length, ps (quick 5, full 100)")
-    g.add_argument("--report-interval-fs", type=float, help="energy sampling interval, fs (quick 5, full 10)")
-    g.add_argument("--max-drift", type=float, help="pass threshold on |drift|, meV/atom/ps (default 0.1)")
-    g.add_argument("--max-relative-drift", type=float, help="optional threshold on drift x length, %% of <KE>")
+    g.add_argument("--temperature", type=_positive_float, help="thermalisation temperature, K (default 300)")
+    g.add_argument("--timestep-fs", type=_positive_float, help="time step, fs (default 0.5)")
+    g.add_argument("--equilibration-ps", type=_positive_float, help="Langevin thermalisation, ps (quick 1, full 10)")
+    g.add_argument("--length-ps", type=_positive_float, help="NVE length, ps (quick 5, full 100)")
+    g.add_argument("--report-interval-fs", type=_positive_float, help="energy sampling interval, fs (quick 5, full 10)")
+    g.add_argument("--max-drift", type=_positive_float, help="pass threshold on |drift|, meV/atom/ps (default 0.1)")
+    g.add_argument("--max-relative-drift", type=_positive_float, help="optional threshold on drift x length, %% of <KE>")
     g.add_argument("--minimize-iterations", type=int, help="minimise before MD (default 0: no)")
 
 
 def _stability_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("stability")
     g.add_argument("--temperatures", type=_floats, help="comma-separated NVT temperatures, K (default 300,500)")
-    g.add_argument("--length-ps", dest="stability_length_ps", type=float,
+    g.add_argument("--length-ps", dest="stability_length_ps", type=_positive_float,
                    help="NVT length per temperature, ps (quick 2, full 100)")
-    g.add_argument("--timestep-fs", type=float, help="time step, fs (default 0.5)")
-    g.add_argument("--watchdog-interval", type=int, help="steps between watchdog checks (quick 20, full 50)")
-    g.add_argument("--frame-interval-fs", type=float, help="DCD frame interval, fs (quick 50, full 250)")
-    g.add_argument("--max-force", type=float, help="watchdog force limit, eV/Å (default 50)")
-    g.add_argument("--max-bond-change", type=float, help="watchdog bond-length change limit, Å (default 0.5)")
-    g.add_argument("--max-hydrogen-distance", type=float, help="watchdog H-partner distance limit, Å (default 2.5)")
+    g.add_argument("--timestep-fs", type=_positive_float, help="time step, fs (default 0.5)")
+    g.add_argument("--watchdog-interval", type=_positive_int, help="steps between watchdog checks (quick 20, full 50)")
+    g.add_argument("--frame-interval-fs", type=_positive_float, help="DCD frame interval, fs (quick 50, full 250)")
+    g.add_argument("--max-force", type=_positive_float, help="watchdog force limit, eV/Å (default 50)")
+    g.add_argument("--max-bond-change", type=_positive_float, help="watchdog bond-length change limit, Å (default 0.5)")
+    g.add_argument("--max-hydrogen-distance", type=_positive_float, help="watchdog H-partner distance limit, Å (default 2.5)")
 
 
 def _accuracy_options(p: argparse.ArgumentParser, with_sampling: bool = True) -> None:
@@ -116,7 +131,7 @@ def _accuracy_options(p: argparse.ArgumentParser, with_sampling: bool = True) ->
     if with_sampling:
         g.add_argument("--conformers", type=int, help="RDKit conformers per molecule (quick 3, full 10)")
         g.add_argument("--displacements", type=int, help="displaced copies per conformer (quick 7, full 19)")
-        g.add_argument("--sigma", type=float, help="displacement std per coordinate, Å (default 0.05)")
+        g.add_argument("--sigma", type=_positive_float, help="displacement std per coordinate, Å (default 0.05)")
         g.add_argument("--max-structures", type=int, help="cap on structures (quick: 200 from a dataset)")
         g.add_argument("--min-force", type=float, help="angular errors skip atoms below this teacher force, eV/Å")
 
@@ -127,9 +142,9 @@ def _throughput_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--orb-weights", help="pretrained Orb-v2 checkpoint (default: random weights, same cost)")
     g.add_argument("--no-classical", action="store_true", help="do not time amber14")
     g.add_argument("--teacher-max-atoms", type=int, help="skip teachers above this size (quick 100, full 700)")
-    g.add_argument("--min-time-s", type=float, help="timing window per OpenMM engine, s (quick 1.5, full 10)")
+    g.add_argument("--min-time-s", type=_positive_float, help="timing window per OpenMM engine, s (quick 1.5, full 10)")
     g.add_argument("--teacher-steps", type=int, help="timed ASE MD steps per teacher (quick 3, full 10)")
-    g.add_argument("--timestep-fs", type=float, help="time step for ns/day, fs (default 0.5)")
+    g.add_argument("--timestep-fs", type=_positive_float, help="time step for ns/day, fs (default 0.5)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,9 +226,16 @@ def accuracy_settings(args: argparse.Namespace):
 
 
 def _teacher_list(text: Optional[str], default: tuple) -> tuple:
+    from openmm_distill.teachers.registry import available_teachers
+
     if text is None:
         return default
-    return () if text.strip().lower() in ("", "none") else tuple(t.strip() for t in text.split(",") if t.strip())
+    names = () if text.strip().lower() in ("", "none") else tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [n for n in names if n.lower() not in available_teachers()]
+    if unknown:
+        raise ConfigError(f"unknown teacher {unknown[0]!r} in {text!r}; allowed: {', '.join(available_teachers())} "
+                          "or 'none'")
+    return names
 
 
 def throughput_settings(args: argparse.Namespace):
@@ -228,7 +250,6 @@ def throughput_settings(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from openmm_distill import protocols
-    from openmm_distill.protocols import common
     from openmm_distill.protocols.throughput import FULL_SYSTEMS, QUICK_SYSTEMS
 
     if args.protocol == "merge":
@@ -240,17 +261,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     limit_threads(args.threads)
     if args.split and args.max_systems is None and not args.full:
-        args.max_systems = QUICK_SPLIT_LIMIT + len(common.split_list(args.systems))
+        args.max_systems = QUICK_SPLIT_LIMIT + len(split_list(args.systems))
     kw: Dict[str, Any] = dict(platform=args.platform, precision=args.precision, backend=args.backend,
                               show_progress=not args.no_progress)
     name = args.protocol
     if name == "throughput":
-        students: List[str] = common.split_list(args.student)
-        systems = common.system_specs(args.systems, args.split, args.max_systems,
+        students: List[str] = split_list(args.student)
+        systems = system_specs(args.systems, args.split, args.max_systems,
                                       default=FULL_SYSTEMS if args.full else QUICK_SYSTEMS)
         out = protocols.run_throughput_protocol(students, systems, throughput_settings(args), args.output, **kw)
     else:
-        systems = common.system_specs(args.systems, args.split, args.max_systems)
+        systems = system_specs(args.systems, args.split, args.max_systems)
         if getattr(args, "shard", None):
             from openmm_distill.data.labelling import shard_items
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from openmm_distill.errors import ConfigError
 
 HELP = "list catalog molecules (by split or category), or write a 3D structure or water box"
-DESCRIPTION = """List the molecules of systems/molecules.csv, or write files.
+DESCRIPTION = """List the molecules of openmm_distill/systems/data/molecules.csv, or write files.
 
 examples:
   openmm-distill systems --summary
@@ -43,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.analogues is not None:
         return _write_analogues(systems, args)
-    if args.write or args.water_box:
+    if args.write or args.water_box is not None:
         if args.output is None:
             raise ConfigError("--write and --water-box need --output PATH")
-        if args.water_box:
+        if args.water_box is not None:
             box = systems.water_box(args.water_box, seed=args.seed)
             _require_suffix(args.output, (".pdb",))
             systems.write_pdb(box, args.output)
@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     entries = systems.molecules(args.split)
     if args.category:
+        categories = sorted({e.category for e in entries})
+        if args.category not in categories:
+            raise ConfigError(f"unknown category {args.category!r}; allowed: {', '.join(categories)}")
         entries = [e for e in entries if e.category == args.category]
     if args.summary:
         counts = Counter((e.category, e.split) for e in entries)
@@ -102,10 +105,7 @@ def _write_molecule(systems, name: str, output: Path, seed: int) -> None:
     from rdkit import Chem
 
     _require_suffix(output, (".sdf", ".pdb"))
-    try:
-        entry = systems.get_molecule(name)
-    except KeyError as exc:
-        raise ConfigError(exc.args[0]) from None
+    entry = systems.get_molecule(name)
     mol = systems.embed_smiles(entry.smiles, seed=seed)
     if output.suffix.lower() == ".sdf":
         mol.SetProp("_Name", entry.name)

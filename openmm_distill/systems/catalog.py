@@ -1,8 +1,8 @@
-"""The molecule catalog: ``systems/molecules.csv`` and ``systems/structures/``.
+"""The molecule catalog: ``molecules.csv`` and ``structures/`` in ``openmm_distill/systems/data``.
 
 The CSV declares every molecule used for data generation and validation, with
 its category and its split (train / validation / test, by molecule). It is
-read, never written, here; ``systems/make_split.py`` regenerates the split.
+read, never written, here; the repository's ``systems/make_split.py`` regenerates the split.
 """
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import difflib
 import functools
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
+
+from openmm_distill.errors import ConfigError, MissingFileError, UnknownNameError
 
 SPLITS: Tuple[str, ...] = ("train", "validation", "test")
 ENV_VAR = "OPENMM_DISTILL_SYSTEMS"
@@ -47,29 +50,30 @@ class MoleculeEntry:
 
 
 def systems_dir() -> Path:
-    """The ``systems/`` folder: ``$OPENMM_DISTILL_SYSTEMS`` if set, else the repository's.
+    """The folder holding ``molecules.csv`` and ``structures/``.
+
+    ``$OPENMM_DISTILL_SYSTEMS`` if set, else the copy shipped inside the package
+    (``openmm_distill/systems/data``, read with :mod:`importlib.resources`, so a
+    wheel install has it too).
 
     Raises
     ------
-    FileNotFoundError
-        If the folder does not exist (e.g. the package was installed without
-        the repository checkout and the environment variable is not set).
+    MissingFileError
+        If ``$OPENMM_DISTILL_SYSTEMS`` names a folder that does not exist.
     """
     override = os.environ.get(ENV_VAR)
-    # The package is installed editable, so the repository root is two levels up.
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "systems"
+    if not override:
+        return Path(str(resources.files(__package__) / "data"))
+    path = Path(override)
     if not path.is_dir():
-        origin = f"${ENV_VAR}" if override else "the repository checkout"
-        raise FileNotFoundError(
-            f"systems folder {path} (from {origin}) does not exist; set {ENV_VAR} "
-            f"to a folder holding {CATALOG_FILE} and {STRUCTURES_DIR}/"
-        )
+        raise MissingFileError(f"systems folder {path} (from ${ENV_VAR}) does not exist; set {ENV_VAR} "
+                               f"to a folder holding {CATALOG_FILE} and {STRUCTURES_DIR}/, or unset it")
     return path
 
 
 def _check_split(split: Optional[str]) -> None:
     if split is not None and split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -79,13 +83,13 @@ def _read_catalog(path: Path, mtime_ns: int) -> Tuple[MoleculeEntry, ...]:
         reader = csv.DictReader(handle)
         missing = {"name", "smiles", "category", "split"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+            raise ConfigError(f"{path}: missing column(s) {sorted(missing)}")
         entries = []
         for line, row in enumerate(reader, start=2):
             entry = MoleculeEntry(row["name"].strip(), row["smiles"].strip(),
                                   row["category"].strip(), row["split"].strip())
             if entry.split not in SPLITS:
-                raise ValueError(f"{path}:{line}: molecule {entry.name!r} has split "
+                raise ConfigError(f"{path}:{line}: molecule {entry.name!r} has split "
                                  f"{entry.split!r}; allowed: {', '.join(SPLITS)}")
             entries.append(entry)
     return tuple(entries)
@@ -107,7 +111,7 @@ def load_catalog(path: Optional[PathLike] = None) -> List[MoleculeEntry]:
     """
     csv_path = Path(path) if path is not None else systems_dir() / CATALOG_FILE
     if not csv_path.is_file():
-        raise FileNotFoundError(f"molecule catalog {csv_path} does not exist")
+        raise MissingFileError(f"molecule catalog {csv_path} does not exist")
     csv_path = csv_path.resolve()
     return list(_read_catalog(csv_path, csv_path.stat().st_mtime_ns))
 
@@ -124,8 +128,8 @@ def molecules(split: Optional[str] = None, path: Optional[PathLike] = None) -> L
 
     Raises
     ------
-    ValueError
-        If ``split`` is not one of the allowed names.
+    ConfigError
+        If ``split`` is not one of the allowed names (also a ValueError).
     """
     _check_split(split)
     entries = load_catalog(path)
@@ -137,20 +141,31 @@ def get_molecule(name: str, path: Optional[PathLike] = None) -> MoleculeEntry:
 
     Raises
     ------
-    KeyError
-        If no molecule has that name; the message suggests close names.
+    UnknownNameError
+        If no molecule has that name (also a KeyError); the message suggests close names.
     """
     entries = load_catalog(path)
     for entry in entries:
         if entry.name == name:
             return entry
+    raise UnknownNameError(unknown_molecule_message(name, entries))
+
+
+def unknown_molecule_message(name: str, entries: Sequence[MoleculeEntry], also: str = "") -> str:
+    """``unknown molecule 'asprin'; did you mean aspirin?``, or where to look when nothing is close.
+
+    ``also`` names what else ``name`` was tried as besides a SMILES (e.g. ``"a structure file"``).
+    """
     close = difflib.get_close_matches(name, [e.name for e in entries], n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"no molecule named {name!r} in the catalog{hint}")
+    if close:
+        options = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+        return f"unknown molecule {name!r}; did you mean {options}?"
+    tried = f"neither a catalog molecule, {also} nor a SMILES" if also else "not in the catalog"
+    return f"unknown molecule {name!r}: {tried} (`openmm-distill systems` lists the catalog)"
 
 
 def structure_path(name: str, suffixes: Sequence[str] = STRUCTURE_SUFFIXES) -> Path:
-    """Path of a ready-made structure in ``systems/structures/``.
+    """Path of a ready-made structure in ``structures/`` of :func:`systems_dir`.
 
     Parameters
     ----------
@@ -163,8 +178,8 @@ def structure_path(name: str, suffixes: Sequence[str] = STRUCTURE_SUFFIXES) -> P
 
     Raises
     ------
-    FileNotFoundError
-        If no such file exists; the message lists the available structures.
+    MissingFileError
+        If no such file exists (also a FileNotFoundError); the message lists the available structures.
     """
     folder = systems_dir() / STRUCTURES_DIR
     candidates = [folder / name] if Path(name).suffix else [folder / f"{name}{s}" for s in suffixes]
@@ -172,7 +187,7 @@ def structure_path(name: str, suffixes: Sequence[str] = STRUCTURE_SUFFIXES) -> P
         if candidate.is_file():
             return candidate
     available = sorted(p.name for p in folder.glob("*")) if folder.is_dir() else []
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no structure {name!r} in {folder} (tried {', '.join(c.name for c in candidates)}); "
         f"available: {', '.join(available) or 'none'}"
     )

@@ -16,15 +16,19 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 import numpy as np
-import openmm
-import openmm.app as app
-import openmm.unit as unit
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdDetermineBonds
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from openmm_distill.elements import atomic_numbers_of
 from openmm_distill.elements import symbol as element_symbol
+from openmm_distill.errors import InvalidPositionsError, MissingFileError, StructureError
+from openmm_distill.units import ANGSTROM_TO_NM
+
+import openmm
+import openmm.app as app
+import openmm.unit as unit
 
 PathLike = Union[str, "os.PathLike[str]"]
 SUPPORTED_SUFFIXES = (".sdf", ".mol", ".pdb", ".xyz")
@@ -63,7 +67,7 @@ class Structure:
         self.atomic_numbers = np.asarray(self.atomic_numbers, dtype=np.int64).reshape(-1)
         self.positions = np.asarray(self.positions, dtype=np.float64).reshape(-1, 3)
         if len(self.positions) != len(self.atomic_numbers):
-            raise ValueError(f"{len(self.atomic_numbers)} atomic numbers but {len(self.positions)} positions")
+            raise InvalidPositionsError(f"{len(self.atomic_numbers)} atomic numbers but {len(self.positions)} positions")
         if self.box is not None:
             self.box = np.asarray(self.box, dtype=np.float64).reshape(3, 3)
         if self.bonds is not None:
@@ -98,14 +102,14 @@ def read_structure(path: PathLike) -> Structure:
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise FileNotFoundError(f"structure file {path} does not exist")
+        raise MissingFileError(f"structure file {str(path)!r} does not exist")
     if suffix in (".sdf", ".mol"):
         return _read_rdkit_file(path)
     if suffix == ".pdb":
         return _read_pdb(path)
     if suffix == ".xyz":
         return _read_xyz(path)
-    raise ValueError(f"unsupported structure format {suffix!r} ({path}); supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    raise StructureError(f"unsupported structure format {suffix!r} ({path}); supported: {', '.join(SUPPORTED_SUFFIXES)}")
 
 
 def _read_rdkit_file(path: Path) -> Structure:
@@ -115,9 +119,9 @@ def _read_rdkit_file(path: Path) -> Structure:
     else:
         mol = Chem.MolFromMolFile(str(path), removeHs=False)
     if mol is None:
-        raise ValueError(f"RDKit could not read a molecule from {path}")
+        raise StructureError(f"RDKit could not read a molecule from {path}")
     if mol.GetNumConformers() == 0:
-        raise ValueError(f"{path} has no coordinates")
+        raise StructureError(f"{path} has no coordinates")
     # The lesson of the original project: SDF files without hydrogens were read
     # as if they had none, and the students were trained on broken chemistry.
     n_missing = sum(atom.GetNumImplicitHs() for atom in mol.GetAtoms())
@@ -134,11 +138,10 @@ def _read_rdkit_file(path: Path) -> Structure:
 def _read_pdb(path: Path) -> Structure:
     pdb = app.PDBFile(str(path))
     topology = pdb.topology
-    numbers = []
-    for atom in topology.atoms():
-        if atom.element is None:
-            raise ValueError(f"{path}: atom {atom.name} of residue {atom.residue.name} has no element")
-        numbers.append(atom.element.atomic_number)
+    try:
+        numbers = atomic_numbers_of(topology)
+    except StructureError as exc:
+        raise StructureError(f"{path}: {exc}") from None
     positions = pdb.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
     vectors = topology.getPeriodicBoxVectors()
     box = None if vectors is None else np.array([v.value_in_unit(unit.angstrom) for v in vectors])
@@ -229,7 +232,7 @@ def structure_to_openmm_topology(structure: Structure, residue_name: str = "MOL"
     for i, j in bonds:
         topology.addBond(atoms[int(i)], atoms[int(j)])
     if structure.box is not None:
-        topology.setPeriodicBoxVectors([openmm.Vec3(*row) for row in structure.box / 10.0] * unit.nanometer)
+        topology.setPeriodicBoxVectors([openmm.Vec3(*row) for row in structure.box * ANGSTROM_TO_NM] * unit.nanometer)
     return topology
 
 
@@ -243,7 +246,7 @@ def write_pdb(structure: Structure, path: PathLike, remark: Optional[str] = None
     path = Path(path)
     topology = structure.topology if structure.topology is not None else structure_to_openmm_topology(structure)
     with open(path, "w") as handle:
-        app.PDBFile.writeFile(topology, structure.positions * 0.1 * unit.nanometer, handle)
+        app.PDBFile.writeFile(topology, structure.positions * ANGSTROM_TO_NM * unit.nanometer, handle)
     lines = [line for line in path.read_text().splitlines(keepends=True) if not line.startswith("REMARK")]
     header = f"REMARK   1 {remark}\n" if remark else ""
     path.write_text(header + "".join(lines))
@@ -264,12 +267,12 @@ def embed_smiles(smiles: str, seed: int = 0, optimize: bool = True) -> Chem.Mol:
 
     Raises
     ------
-    ValueError
+    StructureError
         If the SMILES does not parse or cannot be embedded in 3D.
     """
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
-        raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
+        raise StructureError(f"RDKit cannot parse SMILES {smiles!r}")
     mol = Chem.AddHs(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed)
@@ -277,7 +280,7 @@ def embed_smiles(smiles: str, seed: int = 0, optimize: bool = True) -> Chem.Mol:
         # Strained ring systems sometimes need random starting coordinates.
         params.useRandomCoords = True
         if AllChem.EmbedMolecule(mol, params) != 0:
-            raise ValueError(f"RDKit could not embed {smiles!r} in 3D")
+            raise StructureError(f"RDKit could not embed {smiles!r} in 3D")
     if optimize:
         if AllChem.MMFFHasAllMoleculeParams(mol):
             AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)

@@ -13,14 +13,17 @@ import math
 from typing import Optional
 
 import numpy as np
-import openmm
-import openmm.app as app
-import openmm.unit as unit
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from openmm_distill.elements import MASSES
+from openmm_distill.errors import ConfigError
 from openmm_distill.systems.io import Structure
+from openmm_distill.units import ANGSTROM_TO_NM
+
+import openmm
+import openmm.app as app
+import openmm.unit as unit
 
 # TIP3P geometry (Jorgensen et al. 1983): O-H 0.9572 Angstrom, H-O-H 104.52 degrees.
 TIP3P_OH_ANGSTROM = 0.9572
@@ -60,13 +63,6 @@ def _clashing_waters(positions: np.ndarray, edge: float) -> np.ndarray:
     return np.unique(pairs // 3)
 
 
-def min_periodic_distance(points: np.ndarray, box_edge_angstrom: float) -> float:
-    """Smallest distance between two of ``points`` (Angstrom) in a cubic periodic box."""
-    tree = cKDTree(np.mod(points, box_edge_angstrom), boxsize=box_edge_angstrom)
-    distances, _ = tree.query(np.mod(points, box_edge_angstrom), k=2)
-    return float(distances[:, 1].min())
-
-
 def water_topology(n_waters: int, box_edge_angstrom: Optional[float] = None) -> app.Topology:
     """Topology of ``n_waters`` HOH residues (atoms O, H1, H2; O-H bonds), as amber14/tip3p.xml expects."""
     topology = app.Topology()
@@ -78,7 +74,7 @@ def water_topology(n_waters: int, box_edge_angstrom: Optional[float] = None) -> 
         topology.addBond(oxygen, topology.addAtom("H1", element_h, residue))
         topology.addBond(oxygen, topology.addAtom("H2", element_h, residue))
     if box_edge_angstrom is not None:
-        edge_nm = box_edge_angstrom / 10.0
+        edge_nm = box_edge_angstrom * ANGSTROM_TO_NM
         topology.setPeriodicBoxVectors([openmm.Vec3(edge_nm, 0, 0), openmm.Vec3(0, edge_nm, 0),
                                         openmm.Vec3(0, 0, edge_nm)] * unit.nanometer)
     return topology
@@ -107,21 +103,21 @@ def water_box(n_waters: Optional[int] = None, box_edge_angstrom: Optional[float]
 
     Raises
     ------
-    ValueError
-        If the box is too small for that many waters on a lattice.
+    ConfigError
+        If the box is too small for that many waters on a lattice (also a ValueError).
     """
     if n_waters is None and box_edge_angstrom is None:
         n_waters = DEFAULT_N_WATERS
     if n_waters is None:
         n_waters = max(1, round(box_edge_angstrom ** 3 / water_volume_angstrom3()))
     if n_waters < 1:
-        raise ValueError(f"n_waters must be at least 1, got {n_waters}")
+        raise ConfigError(f"n_waters must be at least 1, got {n_waters}")
     edge = float(box_edge_angstrom) if box_edge_angstrom is not None else (n_waters * water_volume_angstrom3()) ** (1 / 3)
 
     n_side = math.ceil(round(n_waters ** (1 / 3), 9))
     spacing = edge / n_side
     if spacing < MIN_OO_DISTANCE + 0.2:
-        raise ValueError(f"{n_waters} waters do not fit on a lattice in a {edge:.2f} Angstrom box "
+        raise ConfigError(f"{n_waters} waters do not fit on a lattice in a {edge:.2f} Angstrom box "
                          f"(site spacing {spacing:.2f} < {MIN_OO_DISTANCE + 0.2} Angstrom); use a larger box")
     # Each oxygen moves at most `jitter` along each axis, so lattice neighbours
     # stay at least spacing - 2 * jitter >= MIN_OO_DISTANCE + 0.1 apart.
@@ -144,7 +140,7 @@ def water_box(n_waters: Optional[int] = None, box_edge_angstrom: Optional[float]
         moved = oxygens[clashing, None, :] + np.einsum("nij,aj->nai", new, template)
         positions.reshape(-1, 3, 3)[clashing] = moved
     else:
-        raise ValueError(f"could not orient {n_waters} waters in a {edge:.2f} Angstrom box without overlaps")
+        raise ConfigError(f"could not orient {n_waters} waters in a {edge:.2f} Angstrom box without overlaps")
 
     box = np.eye(3) * edge
     bonds = np.array([[3 * i, 3 * i + k] for i in range(n_waters) for k in (1, 2)], dtype=np.int64)
