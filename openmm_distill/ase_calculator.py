@@ -7,10 +7,12 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
+from openmm_distill.errors import ConfigError
 from openmm_distill.export.eager import check_cpp_compiler, inductor_deployed
+from openmm_distill.export.predict import energy_and_forces
 from openmm_distill.export.student import CompiledStudent, load_student
-from openmm_distill.openmm_integration.checks import check_box, check_positions
-from openmm_distill.units import ANGSTROM_TO_NM, KJ_PER_MOL_TO_EV, NM_TO_ANGSTROM
+from openmm_distill.openmm_integration.checks import check_box, check_positions, non_finite_error
+from openmm_distill.units import ANGSTROM_TO_NM
 
 
 class StudentCalculator(Calculator):
@@ -51,20 +53,19 @@ class StudentCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         numbers = self.atoms.get_atomic_numbers().astype(np.int64)
         module = self._module_for(numbers)
-        pos_nm = check_positions(self.atoms.get_positions() * ANGSTROM_TO_NM)
+        positions = self.atoms.get_positions()
+        check_positions(positions * ANGSTROM_TO_NM)
         box = None
         if self.atoms.pbc.any():
             if not self.atoms.pbc.all():
-                raise ValueError(f"mixed periodicity {self.atoms.pbc.tolist()} is not supported; use all or none")
+                raise ConfigError(f"mixed periodicity {self.atoms.pbc.tolist()} is not supported; use all or none")
             cell_nm = np.asarray(self.atoms.cell) * ANGSTROM_TO_NM
             if np.abs(np.triu(cell_nm, 1)).max() > 1e-12:
-                raise ValueError("periodic cell must be in reduced (lower-triangular) form, as OpenMM uses")
+                raise ConfigError("periodic cell must be in reduced (lower-triangular) form, as OpenMM uses")
             check_box(cell_nm, self.student.cutoff_nm)
-            box = torch.tensor(cell_nm, dtype=torch.float64, device=self.device)
-        positions = torch.tensor(pos_nm, dtype=torch.float64, device=self.device, requires_grad=True)
-        energy = module(positions, box)
-        (grad,) = torch.autograd.grad(energy, positions)
-        e_ev = float(energy.detach()) * KJ_PER_MOL_TO_EV
-        # kJ/mol/nm -> eV/A
-        forces = -grad.detach().cpu().numpy() * KJ_PER_MOL_TO_EV / NM_TO_ANGSTROM
+            box = np.asarray(self.atoms.cell)
+        e_ev, forces = energy_and_forces(module, positions, box, self.device)
+        if not (np.isfinite(e_ev) and np.isfinite(forces).all()):
+            cell_nm = None if box is None else box * ANGSTROM_TO_NM
+            raise non_finite_error(e_ev, positions * ANGSTROM_TO_NM, cell_nm, who="StudentCalculator")
         self.results = {"energy": e_ev, "free_energy": e_ev, "forces": forces}

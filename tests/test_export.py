@@ -97,8 +97,8 @@ def test_compile_cli_and_info_cli(tmp_path, capsys):
     assert "ultra-tiny" in out and "cutoff" in out
     _, meta = load_compiled(tmp_path / "c_compiled.pt")
     assert meta["note"] == "test" and meta["source_checkpoint"].endswith("c.pt")
-    # Errors come back as a message and exit code 1, not a traceback.
-    assert main(["info", str(tmp_path / "c.pt")]) == 1
+    # Errors come back as a message and exit code 2, not a traceback.
+    assert main(["info", str(tmp_path / "c.pt")]) == 2
     assert "not a TorchScript file" in capsys.readouterr().err
 
 
@@ -124,16 +124,16 @@ def test_compile_cli_rebuilds_a_compiled_student_keeping_weights_and_metadata(tm
     assert main(["compile", str(old), "-o", str(old)]) == 0  # in place: checked before it replaces the file
     assert load_compiled(old)[1]["rebuilt_from"]["path"] == str(old)
 
-    assert main(["compile", str(old), "-o", str(tmp_path / "x.pt"), "--dtype", "float32"]) == 1
+    assert main(["compile", str(old), "-o", str(tmp_path / "x.pt"), "--dtype", "float32"]) == 2
     assert "compiled float64 student" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_text("not a model")
-    assert main(["compile", str(tmp_path / "junk.pt"), "-o", str(tmp_path / "x.pt")]) == 1
+    assert main(["compile", str(tmp_path / "junk.pt"), "-o", str(tmp_path / "x.pt")]) == 2
     assert "nor is it a compiled student" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
 
 
 def test_casting_to_float32_keeps_the_float64_energy_buffers_exact():
-    from openmm_distill.export.deployed import cast_model
+    from openmm_distill.models.casting import cast_model
 
     model = build_student("ultra-tiny", elements=[1, 6, 8])
     reference = torch.tensor([-13.6056980659, -1029.8602131, -2040.7891235], dtype=torch.float64)
@@ -144,3 +144,18 @@ def test_casting_to_float32_keeps_the_float64_energy_buffers_exact():
     # Not rounded through float32 on the way (float32 keeps ~7 digits of -2040.789...).
     assert torch.equal(cast.atomic_reference_energy, reference)
     assert float(cast.energy_shift) == -0.123456789012345
+
+
+def test_pair_vectors_are_formed_before_the_cast_to_float32(tmp_path, aspirin):
+    """A float32 student far from the origin (OpenMM does not wrap coordinates): pair vectors are formed in the
+    caller's float64 and only then rounded, so moving the molecule 1,000 nm away changes nothing beyond float32
+    round-off. Rounding the coordinates first would move atoms by ~1e-3 Angstrom there."""
+    from tests.conftest import make_student
+
+    z, pos, _ = aspirin
+    module, _ = load_compiled(make_student(tmp_path / "s.pt", dtype="float32"))
+    e0, f0 = energy_forces(module, z, pos)
+    e1, f1 = energy_forces(module, z, pos + 1000.0)
+    rtol, ftol = TOLERANCE["float32"]
+    assert e1 == pytest.approx(e0, rel=rtol / 10)
+    np.testing.assert_allclose(f1, f0, atol=ftol * max(1.0, np.abs(f0).max() / 100))

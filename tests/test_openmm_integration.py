@@ -1,19 +1,20 @@
 """A compiled student inside real OpenMM Contexts: both backends, every available platform."""
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 import openmm_distill as od
+from openmm_distill.ase_calculator import StudentCalculator
+from openmm_distill.errors import BoxTooSmallError, InvalidPositionsError, UnsupportedElementError
+from openmm_distill.openmm_integration.system import student_backends
+from tests.conftest import available_test_platforms, water_box
+
 import openmm
 from openmm import app, unit
-
-from openmm_distill.ase_calculator import StudentCalculator
-from openmm_distill.openmm_integration.system import student_backends
-from openmm_distill.errors import BoxTooSmallError, InvalidPositionsError, UnsupportedElementError
-from tests.conftest import available_test_platforms, water_box
 
 PLATFORMS = available_test_platforms()
 BACKENDS = ["torch", "python"]
@@ -42,8 +43,13 @@ def test_forces_are_central_differences_of_energy(student64, ethanol, backend, p
     rng = np.random.default_rng(0)
     for atom in rng.choice(len(z), 3, replace=False):
         for k in range(3):
-            p = pos.copy(); p[atom, k] += h; ctx.setPositions(p); ep = energy_forces(ctx)[0]
-            p[atom, k] -= 2 * h; ctx.setPositions(p); em = energy_forces(ctx)[0]
+            p = pos.copy()
+            p[atom, k] += h
+            ctx.setPositions(p)
+            ep = energy_forces(ctx)[0]
+            p[atom, k] -= 2 * h
+            ctx.setPositions(p)
+            em = energy_forces(ctx)[0]
             numeric = -(ep - em) / (2 * h)
             # CPU platform evaluates forces in single precision.
             assert forces[atom, k] == pytest.approx(numeric, rel=2e-3, abs=0.05 if platform == "CPU" else 1e-3)
@@ -120,7 +126,9 @@ def test_periodic_water_box_matches_ase_and_uses_box(student32):
     e0, f0 = energy_forces(context_for(system, pos, "CPU"))
     # Moving whole molecules by a box vector changes nothing.
     box = np.array(top.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
-    shifted = pos.copy(); shifted[:30] += box[0]; shifted[30:60] -= box[2]
+    shifted = pos.copy()
+    shifted[:30] += box[0]
+    shifted[30:60] -= box[2]
     e1, f1 = energy_forces(context_for(system, shifted, "CPU"))
     assert e1 == pytest.approx(e0, rel=1e-5)
     np.testing.assert_allclose(f1, f0, atol=2e-2 * max(1, np.abs(f0).max() / 100))
@@ -142,9 +150,8 @@ def test_mixed_system_ml_region_in_mm_water(student32):
                 if nb.getExceptionParameters(k)[4].value_in_unit(KJ) == 0}
     assert {(0, 3), (1, 4), (2, 5)} <= excluded  # ML-ML nonbonded removed between the two waters
     bonds = next(f for f in mixed.getForces() if isinstance(f, openmm.HarmonicBondForce))
-    ks = {tuple(bonds.getBondParameters(k)[:2]): bonds.getBondParameters(k)[3].value_in_unit(KJ / unit.nanometer**2)
-          for k in range(bonds.getNumBonds())}
-    assert ks[(0, 1)] == 0 and ks[(6, 7)] > 0  # ML bond off, MM bond kept
+    pairs = {tuple(bonds.getBondParameters(k)[:2]) for k in range(bonds.getNumBonds())}
+    assert (0, 1) not in pairs and (6, 7) in pairs  # ML bond removed, MM bond kept
     ctx = context_for(mixed, positions, "CPU")
     e, f = energy_forces(ctx)
     assert np.isfinite(e) and np.isfinite(f).all()
@@ -166,7 +173,8 @@ def test_subset_force_only_acts_on_ml_atoms(student32, aspirin):
 # ---- bad input gets a clear error before any Context exists --------------------------------
 
 def test_unsupported_element_error_before_context(student32):
-    top = app.Topology(); res = top.addResidue("X", top.addChain())
+    top = app.Topology()
+    res = top.addResidue("X", top.addChain())
     for el in ("C", "Fe", "O"):
         top.addAtom(el, app.element.get_by_symbol(el), res)
     with pytest.raises(UnsupportedElementError, match="Fe.*supports H, C, N, O, F, P, S, Cl"):
@@ -183,12 +191,54 @@ def test_small_box_error(student32):
 def test_nan_positions_error(student32, ethanol):
     z, pos, top = ethanol
     system = od.create_system(top, student32)
-    bad = pos.copy(); bad[4, 1] = np.nan
+    bad = pos.copy()
+    bad[4, 1] = np.nan
     with pytest.raises(InvalidPositionsError, match=r"indices 4"):
         od.create_simulation(top, system, openmm.VerletIntegrator(0.0005), bad * unit.nanometer)
     bad[4, 1] = np.inf
     with pytest.raises(InvalidPositionsError):
         od.create_simulation(top, system, openmm.VerletIntegrator(0.0005), bad)
+
+
+def test_coincident_atoms_are_a_clear_error_not_nan(student32, ethanol):
+    """Two atoms on top of each other make the student's pair terms 0/0. create_simulation refuses them
+    before any Context exists (all backends); inside a running PythonForce, and in the ASE calculator, the
+    non-finite result is explained (the atoms named) instead of reaching the integrator as NaN."""
+    from ase import Atoms
+
+    z, pos, top = ethanol
+    bad = pos.copy()
+    bad[5] = bad[2]
+    system = od.create_system(top, student32, backend="python")
+    with pytest.raises(InvalidPositionsError, match=r"particles 2 and 5 are 0 nm apart"):
+        od.create_simulation(top, system, openmm.VerletIntegrator(0.0005), bad)
+    ctx = context_for(system, bad)  # what a user's own Context would meet
+    with pytest.raises(openmm.OpenMMException, match=r"non-finite energy .*particles 2 and 5 are 0 nm apart"):
+        ctx.getState(getEnergy=True, getForces=True)
+    atoms = Atoms(numbers=z, positions=bad * 10.0)
+    atoms.calc = StudentCalculator(student32)
+    with pytest.raises(InvalidPositionsError, match=r"particles 2 and 5 are 0 nm apart"):
+        atoms.get_forces()
+    # An ML region inside a larger System names the System's particle indices.
+    mixed = openmm.System()
+    for _ in range(len(z) + 2):
+        mixed.addParticle(12.0)
+    od.add_student_force(mixed, student32, atomic_numbers=z, atoms=range(2, len(z) + 2), backend="python")
+    with pytest.raises(openmm.OpenMMException, match=r"particles 4 and 7 are 0 nm apart"):
+        context_for(mixed, np.vstack([[[2.0, 2, 2], [2.5, 2, 2]], bad])).getState(getEnergy=True)
+
+
+def test_python_backend_keeps_float64_positions(student64, aspirin):
+    """A float64 student in a PythonForce sees OpenMM's float64 positions: the energy and forces of the
+    module called directly in float64, to float64 round-off (float32 positions would miss by ~1e-8 relative)."""
+    z, pos, top = aspirin
+    e_omm, f_omm = energy_forces(context_for(od.create_system(top, student64, backend="python"), pos))
+    module = od.load_student(student64).bound_module(z)
+    p = torch.tensor(pos, dtype=torch.float64, requires_grad=True)
+    e = module(p, None)
+    (g,) = torch.autograd.grad(e, p)
+    assert e_omm == pytest.approx(float(e.detach()), rel=1e-13)
+    np.testing.assert_allclose(f_omm, -g.numpy(), rtol=0, atol=1e-9 * float(g.abs().max()))
 
 
 def test_bad_backend_and_platform_names(student32, ethanol):
@@ -215,27 +265,59 @@ def test_simulation_runs_and_platform_is_best(student32, ethanol):
     assert np.isfinite(sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))
 
 
-def test_import_order_is_handled_in_a_fresh_process(student32):
-    """`import openmm_distill` first makes TorchForce work; importing openmm first gets a clear message."""
-    good = ("import openmm_distill, openmm\n"
-            "from openmm_distill.openmm_integration.torch_backend import import_openmmtorch\n"
-            "import_openmmtorch()\n"
-            "print(openmm.Platform.getPluginLoadFailures())")
-    out = subprocess.run([sys.executable, "-c", good], capture_output=True, text=True, check=True)
-    assert "OpenMMTorchReference" not in out.stdout
-    bad = ("import warnings, openmm\n"
-           "with warnings.catch_warnings(record=True) as w:\n"
-           "    warnings.simplefilter('always')\n"
-           "    import openmm_distill\n"
-           "print([str(x.message) for x in w])\n"
-           f"s = openmm.System(); s.addParticle(12)\n"
-           "try:\n"
-           f"    openmm_distill.add_student_force(s, {str(student32)!r}, atomic_numbers=[6])\n"
-           "except RuntimeError as e:\n"
-           "    print('ERROR', e)\n")
-    out = subprocess.run([sys.executable, "-c", bad], capture_output=True, text=True, check=True)
-    assert "imported before torch" in out.stdout
-    assert "ERROR" in out.stdout and "import openmm_distill (or torch) before openmm" in out.stdout
+def test_auto_backend_is_torchforce_when_its_kernels_loaded(student32, ethanol):
+    """This process imported openmm_distill (torch) first: "auto" picks TorchForce, silently."""
+    z, pos, top = ethanol
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        system = od.create_system(top, student32)
+    assert student_backends(system) == ["torch"]
+
+
+def test_openmm_imported_first_gets_pythonforce_and_one_warning(student32):
+    """A script that imports openmm (or openmm-ml) before openmm_distill: TorchForce has no kernels in that
+    process. backend="auto" (the default) falls back to PythonForce with ONE warning saying why, however many
+    Systems are built; backend="torch" is a clear error; `import openmm_distill` first avoids both. (Where the
+    CUDA libraries are on the loader path anyway, the kernels load in any order and "auto" stays TorchForce.)"""
+    code = f"""
+import warnings, openmm
+kernels_loaded = not any("OpenMMTorchReference" in f for f in openmm.Platform.getPluginLoadFailures())
+print("KERNELS", kernels_loaded)
+from openmmml import MLPotential
+from openmm import app
+import openmm_distill as od
+from openmm_distill.errors import DistillError
+from openmm_distill.openmm_integration.system import student_backends
+top = app.Topology(); res = top.addResidue("X", top.addChain())
+for el in ("C", "O"):
+    top.addAtom(el, app.element.get_by_symbol(el), res)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    systems = [od.create_system(top, {str(student32)!r}), od.create_system(top, {str(student32)!r}),
+               MLPotential("openmm-distill", student={str(student32)!r}).createSystem(top)]
+print("BACKENDS", [student_backends(s) for s in systems])
+print("WARNINGS", len(caught))
+for w in caught:
+    print("WARNING", w.category.__name__, w.filename, w.message)
+try:
+    od.create_system(top, {str(student32)!r}, backend="torch")
+except DistillError as exc:
+    print("ERROR", exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    if "KERNELS True" in lines:
+        assert "BACKENDS [['torch'], ['torch'], ['torch']]" in lines and "WARNINGS 0" in lines
+        return
+    assert "BACKENDS [['python'], ['python'], ['python']]" in lines
+    assert "WARNINGS 1" in lines
+    warning = next(line for line in lines if line.startswith("WARNING "))
+    assert "RuntimeWarning <string>" in warning  # points at the user's line, not into the package
+    assert "openmm.PythonForce" in warning and "kernels did not load" in warning
+    assert "import openmm_distill (or torch) before openmm" in warning
+    error = next(line for line in lines if line.startswith("ERROR "))
+    assert "import openmm_distill (or torch) before openmm" in error
 
 
 def test_five_thousand_atom_water_box_runs(tmp_path):
@@ -317,8 +399,8 @@ def test_inductor_backend_without_a_compiler_says_so(student32, tmp_path):
     """No C++ compiler: the error comes when the Force (or calculator) is made, and names the alternatives."""
     code = ("import openmm_distill as od\n"
             "from openmm_distill.ase_calculator import StudentCalculator\n"
-            "from openmm_distill.systems_access import load_topology_and_positions\n"
-            "top, pos = load_topology_and_positions('ethanol')\n"
+            "from openmm_distill.systems.resolve import resolve_system\n"
+            "top = resolve_system('ethanol').topology\n"
             "for make in (lambda: od.create_system(top, {path!r}, backend='inductor'),\n"
             "             lambda: StudentCalculator({path!r}, inductor=True)):\n"
             "    try:\n"

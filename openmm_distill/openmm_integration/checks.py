@@ -5,11 +5,16 @@ kernel); these checks name the problem and the fix instead.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
-from openmm_distill.errors import BoxTooSmallError, InvalidPositionsError
+from openmm_distill.errors import BoxTooSmallError, DistillError, InvalidPositionsError
+
+# Two atoms closer than this are one atom twice (a duplicated line in a structure file, a molecule placed
+# on top of another): no bond, however compressed, comes near 0.1 Angstrom, and at zero distance the
+# student's pair terms are 0/0.
+MIN_ATOM_DISTANCE_NM = 0.01
 
 
 def _plain(array_like, unit_name: str) -> np.ndarray:
@@ -70,3 +75,75 @@ def check_box(box_vectors, cutoff_nm: float) -> None:
             f"periodic box widths {np.round(widths, 4).tolist()} nm are smaller than twice the student's cutoff "
             f"(2 x {cutoff_nm} = {2 * cutoff_nm} nm); use a larger box or a student with a shorter cutoff"
         )
+
+
+def close_pairs(positions_nm, box_vectors_nm=None, min_distance_nm: float = MIN_ATOM_DISTANCE_NM) -> np.ndarray:
+    """Pairs ``(i, j)``, ``i < j``, of positions closer than ``min_distance_nm`` (minimum image in a periodic box).
+
+    Parameters
+    ----------
+    positions_nm : (N, 3) array, nm
+    box_vectors_nm : (3, 3) array, nm, rows are box vectors; None for no periodicity
+    min_distance_nm : float, nm
+
+    Returns an (M, 2) integer array, sorted. A k-d tree keeps this O(N log N).
+    """
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3)
+    if box_vectors_nm is None:
+        pairs = cKDTree(pos).query_pairs(min_distance_nm, output_type="ndarray")
+        return np.array(sorted(map(tuple, pairs)), dtype=np.int64).reshape(-1, 2)
+    box = _plain(box_vectors_nm, "nanometer").reshape(3, 3)
+    frac = np.mod(pos @ np.linalg.inv(box), 1.0)
+    frac[frac >= 1.0] = 0.0  # np.mod(-1e-17, 1.0) rounds to 1.0
+    # A Cartesian distance below r is a fractional one below r / (smallest singular value of the box):
+    # search the unit cube periodically with that radius, then keep the pairs that are really close.
+    radius = min_distance_nm / np.linalg.svd(box, compute_uv=False).min()
+    candidates = cKDTree(frac, boxsize=1.0).query_pairs(min(radius, 0.49), output_type="ndarray")
+    if len(candidates) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    d = frac[candidates[:, 1]] - frac[candidates[:, 0]]
+    d -= np.round(d)
+    close = np.linalg.norm(d @ box, axis=1) < min_distance_nm
+    return np.array(sorted(map(tuple, candidates[close])), dtype=np.int64).reshape(-1, 2)
+
+
+def _describe_close_pairs(pairs: np.ndarray, pos: np.ndarray, box, particles) -> str:
+    i, j = (int(x) for x in pairs[0])
+    d = pos[j] - pos[i]
+    if box is not None:
+        b = _plain(box, "nanometer").reshape(3, 3)
+        f = d @ np.linalg.inv(b)
+        d = (f - np.round(f)) @ b
+    name = (lambda k: int(particles[k])) if particles is not None else int
+    more = f" and {len(pairs) - 1} more pair(s)" if len(pairs) > 1 else ""
+    return (f"particles {name(i)} and {name(j)} are {np.linalg.norm(d):.2g} nm apart{more} (closer than "
+            f"{MIN_ATOM_DISTANCE_NM} nm): a duplicated atom or overlapping molecules; fix the structure")
+
+
+def check_separated(positions, box_vectors=None, particles: Optional[Sequence[int]] = None) -> None:
+    """Raise :class:`InvalidPositionsError` if two particles (of ``particles``, default all) nearly coincide.
+
+    ``box_vectors`` (nm or a Quantity) applies minimum image. Run once before a Context exists; the
+    python backends and the ASE calculator run it again only if the student returns a non-finite energy.
+    """
+    pos = positions_nm(positions)
+    chosen = pos if particles is None else pos[np.asarray(particles, dtype=np.int64)]
+    pairs = close_pairs(chosen, box_vectors)
+    if len(pairs):
+        raise InvalidPositionsError(_describe_close_pairs(pairs, chosen, box_vectors, particles))
+
+
+def non_finite_error(energy: float, positions_nm, box_vectors_nm=None, particles: Optional[Sequence[int]] = None,
+                     who: str = "the student") -> DistillError:
+    """The error to raise when a student returned a non-finite energy (or forces): the cause if it is one
+    that can be named (NaN positions, coincident atoms among ``particles``), else a plain statement, so
+    that NaN never reaches an integrator silently."""
+    try:
+        check_positions(positions_nm)
+        check_separated(positions_nm, box_vectors_nm, particles)
+    except InvalidPositionsError as exc:
+        return InvalidPositionsError(f"{who} returned a non-finite energy ({energy}): {exc}")
+    return DistillError(f"{who} returned a non-finite energy ({energy}) or forces at finite, separated positions; "
+                        "the structure is far outside what it was trained on")

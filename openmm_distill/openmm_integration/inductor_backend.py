@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
 
-import openmm
 import torch
 
 from openmm_distill.export.eager import check_cpp_compiler, inductor_deployed
 from openmm_distill.export.student import CompiledStudent
 from openmm_distill.export.torchscript import module_from_bytes, module_to_bytes
 from openmm_distill.openmm_integration.python_backend import StudentComputation, python_force
+
+import openmm
 
 
 class InductorStudentComputation(StudentComputation):

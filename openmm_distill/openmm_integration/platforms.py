@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
+from openmm_distill.errors import ConfigError
+
 import openmm
 
 PLATFORM_ORDER = ["CUDA", "OpenCL", "CPU", "Reference"]
@@ -29,9 +31,9 @@ def choose_platform(name: Optional[str] = None, precision: Optional[str] = None)
     if name is None:
         name = next(p for p in PLATFORM_ORDER if p in available)
     elif name not in available:
-        raise ValueError(f"OpenMM platform {name!r} is not available here; available: {available}")
+        raise ConfigError(f"OpenMM platform {name!r} is not available here; available: {available}")
     if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+        raise ConfigError(f"precision {precision!r} is not one of {PRECISIONS}")
     properties: Dict[str, str] = {}
     if name in _PRECISION_PLATFORMS:
         properties["Precision"] = precision or "mixed"

@@ -7,15 +7,19 @@ System holding it survives XML serialisation.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import numpy as np
-import openmm
 import torch
-from openmm import unit
 
+from openmm_distill.errors import MissingDependencyError
 from openmm_distill.export.student import CompiledStudent
 from openmm_distill.export.torchscript import module_from_bytes, module_to_bytes
+from openmm_distill.openmm_integration.checks import non_finite_error
+
+import openmm
+from openmm import unit
 
 
 class StudentComputation:
@@ -34,15 +38,23 @@ class StudentComputation:
         return self._module
 
     def __call__(self, state: openmm.State):
-        pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        positions = torch.tensor(np.asarray(pos), dtype=torch.float32, device=self.device, requires_grad=True)
-        box = None
+        # float64, as OpenMM holds them: the module casts pair vectors, not coordinates, to its own dtype.
+        pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        positions = torch.tensor(pos, dtype=torch.float64, device=self.device, requires_grad=True)
+        box_nm = box = None
         if self.periodic:
-            b = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
-            box = torch.tensor(np.asarray(b), dtype=torch.float32, device=self.device)
+            box_nm = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
+            box = torch.tensor(box_nm, dtype=torch.float64, device=self.device)
         energy = self.module(positions, box)
         (grad,) = torch.autograd.grad(energy, positions)
-        return float(energy.detach()), (-grad).detach().cpu().numpy().astype(np.float64)
+        energy_kj = float(energy.detach())
+        forces = (-grad).detach().cpu().numpy().astype(np.float64)
+        if not (math.isfinite(energy_kj) and np.isfinite(forces).all()):
+            # Name the cause (coincident atoms, NaN positions) instead of handing NaN to the integrator.
+            indices = self.module.indices
+            particles = indices.cpu().numpy() if indices.shape[0] > 0 else None
+            raise non_finite_error(energy_kj, pos, box_nm, particles, "the student's PythonForce")
+        return energy_kj, forces
 
     def __getstate__(self):
         return {"module_bytes": self.module_bytes, "periodic": self.periodic, "device": None}
@@ -54,7 +66,7 @@ class StudentComputation:
 def python_force(computation: StudentComputation, periodic: bool, label: str) -> openmm.PythonForce:
     """Wrap a student computation in an ``openmm.PythonForce`` (shared by the python and inductor backends)."""
     if not hasattr(openmm, "PythonForce"):
-        raise ImportError(f"{label} needs OpenMM >= 8.6 (openmm.PythonForce); this is OpenMM {openmm.__version__}")
+        raise MissingDependencyError(f"{label} needs OpenMM >= 8.6 (openmm.PythonForce); this is OpenMM {openmm.__version__}")
     force = openmm.PythonForce(computation)
     force.setUsesPeriodicBoundaryConditions(bool(periodic))
     return force
