@@ -1,6 +1,6 @@
 """The labelling job: resume after SIGKILL, recorded failures, shards + merge,
-worker processes, and the `label` / `dataset` command lines. Real GFN2-xTB,
-real RDKit, real HDF5."""
+worker processes, relabelling with another teacher, and the `label` / `dataset`
+command lines. Real GFN2-xTB, real SevenNet-0, real RDKit, real HDF5."""
 from __future__ import annotations
 
 import argparse
@@ -72,25 +72,28 @@ def test_uninterrupted_run(reference):
     assert {s.provenance["method"] for s in structures.values()} == {"conformer", "random", "normal_mode", "md"}
 
 
-def test_killed_job_resumes_without_duplicates_or_losses(tmp_path, reference):
-    out = tmp_path / "killed.h5"
-    # The child labels the molecules and SIGKILLs itself right after the second
-    # molecule is committed: no cleanup, no close, the file is left open.
+def run_killed_after_two_molecules(job: str) -> subprocess.CompletedProcess:
+    """Run ``openmm_distill.data.<job>`` (a call with ``callback=on_commit``) in a child that SIGKILLs
+    itself right after the second molecule is committed: no cleanup, no close, the file is left open."""
     script = textwrap.dedent(
-        f"""
-        import os, signal, sys
+        """
+        import os, signal
         import openmm_distill
-        from openmm_distill.data import label
+        from openmm_distill.data import label, relabel
         def on_commit(progress):
             print("committed", progress.items_done, progress.structures_total, flush=True)
             if progress.items_done == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
-        label({MOLECULES!r}, {str(out)!r}, sampling={SAMPLING!r}, progress=False, callback=on_commit)
-        print("finished", flush=True)
         """
-    )
+    ) + job + '\nprint("finished", flush=True)\n'
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+
+
+def test_killed_job_resumes_without_duplicates_or_losses(tmp_path, reference):
+    out = tmp_path / "killed.h5"
+    proc = run_killed_after_two_molecules(
+        f"label({MOLECULES!r}, {str(out)!r}, sampling={SAMPLING!r}, progress=False, callback=on_commit)")
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "committed 2 10" in proc.stdout and "finished" not in proc.stdout
     assert not out.exists() and (tmp_path / "killed.h5.partial").exists()
@@ -248,7 +251,9 @@ def test_command_lines(tmp_path, capsys):
     smiles.write_text("name,smiles\nmethane,C\nwater,O\nethane,CC\n")
     smi = tmp_path / "more.smi"
     smi.write_text("# comment\nC=O formaldehyde\nCO\n")
-    assert label_cli.read_smiles_file(str(smi)) == [("formaldehyde", "C=O"), ("more_2", "CO")]
+    from openmm_distill.systems.resolve import read_smiles_file
+
+    assert read_smiles_file(str(smi)) == [("formaldehyde", "C=O"), ("more_2", "CO")]
     common = ["--conformers", "1", "--random-samples", "1", "--normal-mode-samples", "1", "--md-snapshots", "0", "--quiet"]
     for i in range(2):
         out = str(tmp_path / "cli.h5")
@@ -268,3 +273,119 @@ def test_command_lines(tmp_path, capsys):
         _cli(label_cli, ["--smiles", "x=C", "-o", str(tmp_path / "y.h5"), "--teacher-option", "accuracy"] + common)
     with pytest.raises(ConfigError, match="no molecules"):
         _cli(label_cli, ["-o", str(tmp_path / "y.h5")] + common)
+
+
+# -- relabelling: the geometries of a dataset labelled again by another teacher (real SevenNet) ----------
+RELABEL_SOURCE_MOLECULES = MOLECULES[:4]  # water, methane, ammonia, formaldehyde: 5 structures each
+
+
+@pytest.fixture(scope="module")
+def relabel_source(reference, tmp_path_factory):
+    """The GFN2-xTB reference dataset, cut to four molecules (keeps the SevenNet runs short)."""
+    from openmm_distill.data import write_structures
+
+    path = tmp_path_factory.mktemp("relabel") / "gfn2.h5"
+    names = {name for name, _ in RELABEL_SOURCE_MOLECULES}
+    with LabelledDataset(str(reference)) as ds:
+        structures = [s for s in ds if s.molecule in names]
+        metadata = {"teacher": ds.metadata["teacher"], "sampling_config": ds.metadata["sampling_config"]}
+    write_structures(str(path), structures, metadata=metadata, completed_items=sorted(names))
+    return path
+
+
+@pytest.fixture(scope="module")
+def relabelled(relabel_source):
+    """An uninterrupted in-process relabelling with SevenNet-0."""
+    pytest.importorskip("sevenn")
+    from openmm_distill.data import relabel
+
+    out = relabel_source.parent / "sevennet.h5"
+    report = relabel(str(relabel_source), str(out), teacher="sevennet", progress=False)
+    assert report.published and report.n_failed == 0 and report.n_structures_total == 20
+    return out
+
+
+def test_relabel_keeps_geometries_and_records_both_provenances(relabel_source, relabelled):
+    from openmm_distill.checksums import file_sha256
+    from openmm_distill.teachers import get_teacher
+
+    source, _, source_completed, source_meta = by_key(relabel_source)
+    new, failures, completed, meta = by_key(relabelled)
+    assert sorted(new) == sorted(source) and failures == []
+    assert completed == [name for name, _ in RELABEL_SOURCE_MOLECULES]
+    for key, s in source.items():
+        n = new[key]
+        assert (n.molecule, n.smiles, n.charge) == (s.molecule, s.smiles, s.charge)
+        np.testing.assert_array_equal(n.atomic_numbers, s.atomic_numbers)
+        np.testing.assert_array_equal(n.positions, s.positions)
+        # Geometry provenance is kept; "label": "md-step" described the old label and is dropped.
+        assert n.provenance == {k: v for k, v in s.provenance.items() if k != "label"}
+        assert abs(n.energy - s.energy) > 1.0  # a different teacher: not the GFN2-xTB labels copied over
+    assert any(s.provenance.get("label") == "md-step" for s in source.values())
+    assert meta["teacher"]["name"] == "sevennet" and meta["teacher"]["settings"]["model"] == "7net-0"
+    assert meta["sampling_config"] == source_meta["sampling_config"]
+    origin = meta["meta_relabelled_from"]
+    assert origin["sha256"] == file_sha256(str(relabel_source)) and origin["file"] == "gfn2.h5"
+    assert origin["teacher"]["name"] == "gfn2-xtb" and origin["n_structures"] == 20
+    # The labels are the teacher's own, in eV and eV/Angstrom.
+    key = "methane/c0/md/500K/1"
+    direct = get_teacher("sevennet").compute(new[key].atomic_numbers, new[key].positions)
+    assert new[key].energy == pytest.approx(direct.energy, abs=1e-6)
+    np.testing.assert_allclose(new[key].forces, direct.forces, atol=1e-6)
+
+
+# Two SevenNet loads in two processes: ~11 s on a shared 2-core machine.
+def test_killed_relabelling_resumes_without_duplicates_or_losses(tmp_path, relabel_source, relabelled):
+    out = tmp_path / "killed.h5"
+    proc = run_killed_after_two_molecules(
+        f"relabel({str(relabel_source)!r}, {str(out)!r}, teacher='sevennet', progress=False, callback=on_commit)")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert "committed 2 10" in proc.stdout and "finished" not in proc.stdout
+    with LabelledDataset(str(tmp_path / "killed.h5.partial")) as partial:
+        assert len(partial) == 10 and partial.completed_items == ["water", "methane"]
+
+    from openmm_distill.data import relabel
+
+    report = relabel(str(relabel_source), str(out), teacher="sevennet", progress=False)
+    assert report.published and report.n_items_skipped == 2
+    assert report.n_structures_written == 10 and report.n_structures_total == 20
+    with LabelledDataset(str(out)) as ds:
+        assert len(ds.keys) == len(set(ds.keys)) == 20
+    resumed, failures, completed, meta = by_key(out)
+    reference_structures, *_ = by_key(relabelled)
+    # Another process and thread count ran the first half: float32 SevenNet agrees to round-off.
+    assert_same_contents(resumed, reference_structures, atol=1e-4)
+    assert meta["meta_relabelled_from"] == by_key(relabelled)[3]["meta_relabelled_from"]
+
+
+def test_relabel_refuses_a_changed_source_and_bad_command_lines(tmp_path, relabel_source):
+    from openmm_distill.cli import label as label_cli
+    from openmm_distill.data import relabel
+    from openmm_distill.errors import MissingFileError
+
+    out = tmp_path / "r.h5"
+
+    def stop_after_one(progress):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        relabel(str(relabel_source), str(out), teacher="gfn2-xtb", progress=False, callback=stop_after_one)
+    changed = tmp_path / "changed.h5"
+    label(MOLECULES[:1], str(changed), sampling=SAMPLING, progress=False)
+    with pytest.raises(ConfigError, match="cannot resume.*relabelled_from"):
+        relabel(str(changed), str(out), teacher="gfn2-xtb", progress=False)
+    # Through the command line: the same job resumes (sharded output names work as for `label`).
+    assert _cli(label_cli, ["--relabel", str(relabel_source), "-o", str(out), "--quiet"]) == 0
+    with LabelledDataset(str(out)) as ds:
+        assert len(ds) == 20 and ds.metadata["teacher"]["name"] == "gfn2-xtb"
+    assert _cli(label_cli, ["--relabel", str(relabel_source), "-o", str(tmp_path / "s.h5"), "--shard", "1/2",
+                            "--quiet"]) == 0
+    with LabelledDataset(str(tmp_path / "s.shard1-of-2.h5")) as ds:
+        assert ds.completed_items == ["methane", "formaldehyde"]
+    with pytest.raises(ConfigError, match="remove --smiles, --md-snapshots"):
+        _cli(label_cli, ["--relabel", str(relabel_source), "-o", str(tmp_path / "x.h5"), "--smiles", "w=O",
+                         "--md-snapshots", "0"])
+    with pytest.raises(MissingFileError, match="no dataset to relabel at"):
+        _cli(label_cli, ["--relabel", str(tmp_path / "missing.h5"), "-o", str(tmp_path / "x.h5")])
+    with pytest.raises(ConfigError, match="new file"):
+        relabel(str(relabel_source), str(relabel_source), progress=False)

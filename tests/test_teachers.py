@@ -1,6 +1,7 @@
 """Teachers: units (forces = -dE/dx by central differences), registry errors,
-ASE import-path teacher, the ASE calculator adapter, and the orb-v2 adapter on
-a random-weight checkpoint loaded through ``weights_path``."""
+ASE import-path teacher, the ASE calculator adapter, the orb-v2 adapter on
+a random-weight checkpoint loaded through ``weights_path``, and SevenNet with
+the pretrained weights its wheel ships (offline)."""
 from __future__ import annotations
 
 import time
@@ -43,7 +44,7 @@ def central_difference_forces(teacher: Teacher, z, x, coords, h=1e-3):
 
 
 def test_registry_names_and_unknown_name():
-    assert available_teachers() == ["gfn2-xtb", "orb-v2", "ase"]
+    assert available_teachers() == ["gfn2-xtb", "orb-v2", "sevennet", "ase"]
     with pytest.raises(ConfigError) as info:
         get_teacher("gfn3-xtb")
     message = str(info.value)
@@ -179,6 +180,11 @@ def test_orb_v2_adapter_loads_random_weight_checkpoint(tmp_path):
     result = teacher.compute(z, x)
     assert result.forces.shape == (len(z), 3)
     assert np.all(np.isfinite(result.forces)) and np.isfinite(result.energy)
+    # No notion of charge: a charged structure is refused, not labelled as neutral.
+    assert teacher.settings["charge"] == "neutral only"
+    assert teacher.compute(z, x, charge=0).energy == pytest.approx(result.energy)
+    with pytest.raises(TeacherError, match="charge=1"):
+        teacher.compute(z, x, charge=1)
     # The same path drives MD sampling through ASE.
     from ase import Atoms
 
@@ -188,3 +194,148 @@ def test_orb_v2_adapter_loads_random_weight_checkpoint(tmp_path):
         get_teacher("orb-v2", weights_path=str(tmp_path / "missing.ckpt"))
     elapsed = time.perf_counter() - start
     print(f"orb-v2 random-weight adapter test took {elapsed:.1f} s")
+
+
+# -- SevenNet: real pretrained weights, shipped inside the sevenn wheel --------------------------------
+@pytest.fixture(scope="module")
+def sevennet():
+    pytest.importorskip("sevenn")
+    return get_teacher("sevennet")  # 7net-0
+
+
+def test_sevennet_labels_offline_in_ev_with_forces_matching_finite_differences(sevennet):
+    import sevenn.util
+
+    from openmm_distill.checksums import file_sha256
+
+    assert (sevennet.energy_unit, sevennet.force_unit) == ("eV", "eV/Angstrom")
+    settings = sevennet.settings
+    assert settings["model"] == "7net-0" and settings["modal"] is None
+    assert settings["n_parameters"] == 842623 and settings["conservative_forces"] is True
+    assert settings["checkpoint_sha256"] == file_sha256(sevenn.util.pretrained_name_to_path("7net-0"))
+    assert sevennet.version == f"sevenn {settings['sevenn_version']}; 7net-0 checkpoint_sevennet_0.pth"
+
+    z, x = _ethanol()
+    result = sevennet.compute(z, x)
+    assert result.forces.shape == (len(z), 3) and result.forces.dtype == np.float64
+    # SevenNet-0 ethanol is about -46.5 eV (PBE-like total energy per its MPtrj references): eV, not kJ/mol.
+    assert -50.0 < result.energy < -43.0
+    assert np.abs(result.forces).max() > 0.3  # off-equilibrium: real forces to compare
+    coords = [0, 4, 8, 13, 20, 26]
+    # float32 model: with h = 3e-3 Angstrom the energy round-off (~1e-5 eV) gives ~2e-3 eV/Angstrom of noise.
+    fd = central_difference_forces(sevennet, z, x, coords, h=3e-3)
+    np.testing.assert_allclose(result.forces.reshape(-1)[coords], fd, atol=5e-3)
+    np.testing.assert_allclose(result.forces.sum(axis=0), 0.0, atol=1e-4)
+    again = sevennet.compute(z, x)  # deterministic: resumable labelling relies on it
+    assert again.energy == result.energy and np.array_equal(again.forces, result.forces)
+
+
+def test_sevennet_refuses_charge_unknown_models_and_bad_modal(sevennet):
+    with pytest.raises(TeacherError, match="charge=1.*neutral"):
+        sevennet.compute(WATER_Z, WATER_X, charge=1)
+    assert np.isfinite(sevennet.compute(WATER_Z, WATER_X, charge=0).energy)
+    with pytest.raises(ConfigError, match="7net-omni.*allowed: 7net-0, 7net-l3i5, 7net-mf-0"):
+        get_teacher("sevennet", model="7net-omni")
+    with pytest.raises(ConfigError, match="single fidelity"):
+        get_teacher("sevennet", modal="PBE")
+    with pytest.raises(ConfigError, match="choose modal=.*R2SCAN, PBE"):
+        get_teacher("sevennet", model="7net-mf-0")
+    with pytest.raises(ConfigError, match="modal='HSE'.*allowed: R2SCAN, PBE"):
+        get_teacher("sevennet", model="7net-mf-0", modal="HSE")
+    with pytest.raises(ConfigError, match="bad options"):
+        get_teacher("sevennet", weights_path="x.pth")
+
+
+def test_sevennet_multi_fidelity_modal_is_case_insensitive_and_recorded():
+    pytest.importorskip("sevenn")
+    pbe = get_teacher("sevennet", model="7net-mf-0", modal="pbe")
+    assert pbe.settings["modal"] == "PBE" and pbe.settings["checkpoint"] == "checkpoint_sevennet_mf_0.pth"
+    r2scan = get_teacher("sevennet", model="7net-mf-0", modal="R2SCAN")
+    assert abs(pbe.compute(WATER_Z, WATER_X).energy - r2scan.compute(WATER_Z, WATER_X).energy) > 0.01
+
+
+def test_sevennet_threads_option_restores_torch_threads(sevennet):
+    import torch
+
+    from openmm_distill.teachers.sevennet import SevenNetTeacher
+
+    before = torch.get_num_threads()
+    assert sevennet.threads is None and "threads" not in sevennet.settings
+    sevennet.threads = 1
+    try:
+        sevennet.compute(WATER_Z, WATER_X)
+        assert torch.get_num_threads() == before
+    finally:
+        sevennet.threads = None
+    with pytest.raises(ConfigError, match="threads"):
+        SevenNetTeacher(threads=0)
+
+
+def test_sevennet_drives_teacher_md_sampling(sevennet):
+    from openmm_distill.data.md_sampling import langevin_snapshots
+
+    z, x = _ethanol()
+    frames = langevin_snapshots(
+        sevennet, z, x, temperature_K=300.0, n_snapshots=2, interval_steps=2, equilibration_steps=1,
+        timestep_fs=0.5, friction_per_fs=0.01, rng=np.random.default_rng(0),
+    )
+    assert len(frames) == 2
+    for frame in frames:
+        assert not np.allclose(frame.positions, x)
+        direct = sevennet.compute(z, frame.positions)
+        assert frame.energy == pytest.approx(direct.energy, abs=1e-6)
+        np.testing.assert_allclose(frame.forces, direct.forces, atol=1e-6)
+
+
+def test_missing_sevenn_names_the_install_command():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['sevenn'] = None\n"
+        "from openmm_distill.teachers import get_teacher\n"
+        "from openmm_distill.errors import MissingDependencyError\n"
+        "try:\n"
+        "    get_teacher('sevennet')\n"
+        "except MissingDependencyError as exc:\n"
+        "    print('caught:', exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert 'caught: sevenn is not installed' in proc.stdout
+    assert 'pip install "openmm-distill[sevennet]"' in proc.stdout
+
+
+def test_sevennet_in_openmm_matches_the_teacher_and_runs_the_stability_protocol(sevennet, tmp_path):
+    """The teacher as an OpenMM force (PythonForce around its ASE calculator): the stability protocol runs it."""
+    import json
+
+    from openmm_distill.protocols import StabilitySettings
+    from openmm_distill.protocols.teachers import run_teacher_stability_protocol, teacher_system
+    from openmm_distill.systems.resolve import resolve_system
+
+    import openmm
+    from openmm import unit
+
+    molsys = resolve_system("CCO")
+    system = teacher_system(sevennet, molsys)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(molsys.positions_nm)
+    state = context.getState(getEnergy=True, getForces=True)
+    direct = sevennet.compute(molsys.atomic_numbers, molsys.positions_nm * units.NM_TO_ANGSTROM)
+    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    assert energy == pytest.approx(direct.energy * units.EV_TO_KJ_PER_MOL, abs=1e-6)
+    np.testing.assert_allclose(forces, direct.forces * units.EV_PER_ANGSTROM_TO_KJ_PER_MOL_PER_NM, atol=1e-4)
+
+    # 20 fs at 500 K on two molecules; a charged one is reported and skipped (SevenNet is neutral only).
+    settings = StabilitySettings.quick(temperatures_k=(500.0,), length_ps=0.02, frame_interval_fs=10.0)
+    out = run_teacher_stability_protocol(sevennet, ["CCO", "C", "C[NH3+]"], settings, tmp_path, show_progress=False)
+    assert set(out.results["skipped_systems"]) == {"C[NH3+]"}
+    assert "charge=1" in out.results["skipped_systems"]["C[NH3+]"]
+    data = json.loads((tmp_path / "stability.json").read_text())
+    assert [s["system"]["name"] for s in data["systems"]] == ["CCO", "C"]
+    for record in data["systems"]:
+        (run,) = record["runs"]
+        assert run["survived"] and run["simulated_ps"] == pytest.approx(0.02)
+    assert data["model"]["forces"] == [f"teacher sevennet ({sevennet.version}; ASE calculator, PythonForce)"]

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from openmm_distill.errors import ConfigError
+from openmm_distill.errors import ConfigError, MissingDependencyError
 from openmm_distill.teachers.base import Teacher
 
 
@@ -38,7 +38,7 @@ def import_object(path: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         top = module_name.split(".")[0]
-        raise ImportError(
+        raise MissingDependencyError(
             f"cannot import {module_name!r} for the ASE teacher calculator {path!r}: {exc}. "
             f"Install the package that provides it (e.g. pip install {top})."
         ) from exc

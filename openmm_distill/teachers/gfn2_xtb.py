@@ -25,7 +25,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from openmm_distill import units
-from openmm_distill.errors import ConfigError, TeacherError
+from openmm_distill.errors import ConfigError, MissingDependencyError, TeacherError
 from openmm_distill.teachers.base import Teacher
 
 # Boltzmann constant in Hartree/K (tblite takes the electronic temperature in Hartree).
@@ -38,7 +38,7 @@ def _import_tblite():
     try:
         from tblite.interface import Calculator
     except ImportError as exc:  # pragma: no cover - tblite is a core dependency
-        raise ImportError(f"the 'gfn2-xtb' teacher needs tblite: {INSTALL_HINT}") from exc
+        raise MissingDependencyError("tblite", INSTALL_HINT, "the 'gfn2-xtb' teacher") from exc
     return Calculator
 
 

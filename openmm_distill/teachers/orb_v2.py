@@ -16,7 +16,9 @@ Notes on the model, recorded in :attr:`OrbV2Teacher.settings`:
 * The graph is built by orb-models' own featurisation
   (:func:`orb_models.forcefield.atomic_system.ase_atoms_to_atom_graphs`),
   radius 6 Angstrom, at most 20 neighbours per atom.
-* It has no notion of total charge; a charge passed to :meth:`compute` is ignored.
+* It has no notion of total charge, so a non-zero charge passed to
+  :meth:`compute` is refused (:class:`~openmm_distill.errors.TeacherError`)
+  rather than labelled as if the structure were neutral.
 * It works in eV and Angstrom, so no unit conversion is needed.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Dict, Optional, Union
 
 import numpy as np
 
-from openmm_distill.errors import ConfigError
+from openmm_distill.errors import ConfigError, MissingDependencyError, TeacherError
 from openmm_distill.teachers.base import Teacher
 
 INSTALL_HINT = "pip install 'orb-models==0.5.5'  (or: pip install 'openmm-distill[orb]')"
@@ -41,7 +43,7 @@ def _import_orb():
         from orb_models.forcefield import pretrained
         from orb_models.forcefield.atomic_system import ase_atoms_to_atom_graphs
     except ImportError as exc:
-        raise ImportError(f"the 'orb-v2' teacher needs orb-models: {INSTALL_HINT}") from exc
+        raise MissingDependencyError("orb-models", INSTALL_HINT, "the 'orb-v2' teacher") from exc
     return pretrained, ase_atoms_to_atom_graphs
 
 
@@ -121,13 +123,16 @@ class OrbV2Teacher(Teacher):
             "max_num_neighbors": int(self._system_config.max_num_neighbors),
             "forces": "direct (non-conservative force head)",
             "conservative_forces": False,
-            "charge": "ignored",
+            "charge": "neutral only",
         }
 
     def _compute(self, numbers: np.ndarray, positions: np.ndarray, box: Optional[np.ndarray], charge: Optional[int]):
         import torch
         from ase import Atoms
 
+        if charge:
+            raise TeacherError(f"Orb-v2 has no notion of total charge; got charge={int(charge)}, "
+                               "only neutral structures (0) are allowed")
         atoms = Atoms(numbers=numbers, positions=positions)
         if box is not None:
             atoms.cell = box
@@ -164,7 +169,7 @@ def random_orb_v2_checkpoint(path: Union[None, str, Path] = None, seed: int = 0)
         from orb_models.forcefield import pretrained
         from orb_models.forcefield.atomic_system import SystemConfig
     except ImportError as exc:
-        raise ImportError("Orb-v2 needs orb-models: pip install 'openmm-distill[orb]' (orb-models==0.5.5)") from exc
+        raise MissingDependencyError("orb-models", INSTALL_HINT, "Orb-v2") from exc
     out = Path(path) if path is not None else Path(tempfile.gettempdir()) / f"openmm_distill_orb_v2_random_{seed}.ckpt"
     out.parent.mkdir(parents=True, exist_ok=True)
     rng_state = torch.get_rng_state()

@@ -1,11 +1,11 @@
 """Teachers by name. Backends are imported only when a teacher is built, so a
-missing optional package (orb-models) only matters to those who ask for it."""
+missing optional package (orb-models, sevenn) only matters to those who ask for it."""
 from __future__ import annotations
 
 import importlib
 from typing import Any, Callable, Dict, List
 
-from openmm_distill.errors import ConfigError
+from openmm_distill.errors import ConfigError, MissingDependencyError
 from openmm_distill.teachers.base import Teacher
 
 DEFAULT_TEACHER = "gfn2-xtb"
@@ -16,7 +16,8 @@ def _lazy(module: str, cls: str, install: str) -> Callable[..., Teacher]:
         try:
             mod = importlib.import_module(f"openmm_distill.teachers.{module}")
         except ImportError as exc:  # pragma: no cover - adapters import their backends lazily
-            raise ImportError(f"teacher module {module!r} could not be imported ({exc}); install with: {install}") from exc
+            raise MissingDependencyError(f"teacher module {module!r} could not be imported ({exc}); "
+                                         f"install with: {install}") from exc
         return getattr(mod, cls)(**options)
 
     factory.__name__ = f"make_{cls}"
@@ -28,6 +29,7 @@ def _lazy(module: str, cls: str, install: str) -> Callable[..., Teacher]:
 TEACHERS: Dict[str, Callable[..., Teacher]] = {
     "gfn2-xtb": _lazy("gfn2_xtb", "GFN2xTBTeacher", "pip install tblite==0.8.0"),
     "orb-v2": _lazy("orb_v2", "OrbV2Teacher", "pip install 'openmm-distill[orb]'  (orb-models==0.5.5)"),
+    "sevennet": _lazy("sevennet", "SevenNetTeacher", 'pip install "openmm-distill[sevennet]"  (sevenn==0.13.0)'),
     "ase": _lazy("ase_teacher", "ASETeacher", "pip install ase"),
 }
 
@@ -43,10 +45,11 @@ def get_teacher(name: str = DEFAULT_TEACHER, **options: Any) -> Teacher:
     Parameters
     ----------
     name : str
-        One of :func:`available_teachers`: ``"gfn2-xtb"`` (default), ``"orb-v2"``, ``"ase"``.
+        One of :func:`available_teachers`: ``"gfn2-xtb"`` (default), ``"orb-v2"``, ``"sevennet"``, ``"ase"``.
     **options
         Passed to the adapter, e.g. ``accuracy=0.1`` for GFN2-xTB,
-        ``weights_path=...`` for orb-v2, ``calculator="ase.calculators.emt:EMT"`` for ase.
+        ``weights_path=...`` for orb-v2, ``model="7net-0"`` for sevennet,
+        ``calculator="ase.calculators.emt:EMT"`` for ase.
 
     Raises
     ------
