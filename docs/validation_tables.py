@@ -1,4 +1,4 @@
-"""Fill the README's and the `original` model card's NVE and 500 K tables from merged protocol results.
+"""Fill the NVE and 500 K tables of docs/validation.md and the `original` model card from merged protocol results.
 
 The numbers come from `openmm-distill protocol merge` output (one JSON per protocol); this
 script only turns them into the Markdown between the `<!-- nve-start/end -->` and
@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = [ROOT / "README.md", ROOT / "openmm_distill" / "students" / "original.md"]
+TARGETS = [ROOT / "docs" / "validation.md", ROOT / "openmm_distill" / "students" / "original.md"]
 
 
 def backend_of(record) -> str:
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stability", type=Path, help="merged stability.json (500 K)")
     parser.add_argument("--test-molecules", type=int, default=None,
                         help="how many molecules the sweep should cover (default: the catalog's test split)")
-    parser.add_argument("--write", action="store_true", help="write the blocks into the README and the model card "
+    parser.add_argument("--write", action="store_true", help="write the blocks into docs/validation.md and the model card "
                                                               "(default: print them)")
     args = parser.parse_args(argv)
     for given in (args.nve, args.stability):

@@ -10,19 +10,37 @@ force R^2, force MAE and RMSE (eV/A), mean angular error between student and
 teacher forces (degrees; atoms with teacher |F| < --min-force left out) and
 energy MAE (meV/atom), each checked against the targets of the student's preset:
 
-  preset       force R^2   force MAE   angle     energy MAE
-  original     >= 0.99     <= 0.08     <= 8 deg  <= 5 meV/atom
-  tiny         >= 0.98     <= 0.12     <= 12     <= 8
-  ultra-tiny   >= 0.95     <= 0.20     <= 20     <= 15
+{targets}
 
 --split picks the structures: all (default), or train/validation/test as the
 student was trained (split recorded in its metadata; otherwise the molecule
 catalog's split by molecule name).
 
+--coverage adds a table per functional group: how many training molecules carry
+it (from the datasets or molecule lists given) and the accuracy on the evaluated
+molecules that carry it, so you can see which chemistry a student knows.
+
 examples:
   openmm-distill evaluate --student runs/tiny/student.pt --data data/organics.h5 --split test
   openmm-distill evaluate --student tiny.pt --data mine.h5 --json report.json
+  openmm-distill evaluate --student original --data data/blind.h5 --worst 5 \
+      --coverage data/train.h5 --coverage-plot coverage.png
 """
+
+
+def _targets_table() -> str:
+    """The preset targets (openmm_distill.targets, their one home) as the help's table."""
+    from openmm_distill.targets import TARGETS
+
+    lines = [f"  {'preset':12s} {'force R^2':11s} {'force MAE':11s} {'angle':9s} energy MAE"]
+    for preset, t in TARGETS.items():
+        lines.append(f"  {preset:12s} {'>= ' + format(t.force_r2_min, 'g'):11s} "
+                     f"{'<= ' + format(t.force_mae_max, 'g'):11s} {'<= ' + format(t.angle_deg_max, 'g'):9s} "
+                     f"<= {t.energy_mae_mev_per_atom_max:g} meV/atom")
+    return "\n".join(lines)
+
+
+DESCRIPTION = DESCRIPTION.format(targets=_targets_table())
 
 
 def add_arguments(parser) -> None:
@@ -30,11 +48,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="HDF5 dataset with teacher labels")
     parser.add_argument("--split", default="all", choices=["all", "train", "validation", "test"],
                         help="structures to evaluate (default: all)")
-    parser.add_argument("--preset", default=None, help="check this preset's targets instead of the student's own")
+    from openmm_distill.targets import TARGETS
+
+    parser.add_argument("--preset", default=None, choices=sorted(TARGETS),
+                        help="check this preset's targets instead of the student's own")
     parser.add_argument("--max-structures", type=int, default=None, help="evaluate at most this many structures")
-    parser.add_argument("--min-force", type=float, default=0.05,
-                        help="teacher force norm (eV/A) below which atoms are left out of the angular error")
+    from openmm_distill.metrics import DEFAULT_MIN_FORCE
+
+    parser.add_argument("--min-force", type=float, default=DEFAULT_MIN_FORCE,
+                        help="teacher force norm (eV/A) below which atoms are left out of the angular error "
+                             "(default %(default)s)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the report as JSON ('-' = stdout)")
+    parser.add_argument("--worst", type=int, default=0, metavar="N",
+                        help="also print the N molecules with the lowest force R^2")
+    parser.add_argument("--coverage", nargs="+", metavar="SOURCE", default=None,
+                        help="training molecules for a per-functional-group table: .h5 datasets, .csv/.smi lists "
+                             "or catalog:<split>")
+    parser.add_argument("--coverage-plot", metavar="PNG", default=None,
+                        help="with --coverage: also draw training counts beside the error per group")
     parser.add_argument("--fail-on-miss", action="store_true", help="exit with status 3 if a target is missed")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
@@ -43,18 +74,39 @@ def run(args) -> int:
     import json
     import sys
 
+    from openmm_distill.errors import ConfigError
     from openmm_distill.training.evaluate import evaluate_compiled
 
+    if args.coverage_plot and not args.coverage:
+        raise ConfigError("--coverage-plot needs --coverage (the training molecules to count)")
+    if args.worst < 0:
+        raise ConfigError(f"--worst must be >= 0, got {args.worst}")
     report = evaluate_compiled(args.student, args.data, split=args.split, preset=args.preset,
                                max_structures=args.max_structures, min_force=args.min_force, progress=args.progress)
+    payload = report.as_dict()
+    text = [report.format()]
+    if args.worst:
+        text += ["", f"{'molecule':28s} {'structures':>10s} {'force R^2':>10s} {'force MAE':>10s} {'E MAE':>8s}"]
+        for name, m in list(report.per_molecule().items())[:args.worst]:
+            text.append(f"{name:28s} {int(m['n_structures']):10d} {m['force_r2']:10.4f} {m['force_mae']:10.4f} "
+                        f"{m['energy_mae_mev_per_atom']:8.2f}")
+    if args.coverage:
+        from openmm_distill.training.coverage import coverage_markdown, coverage_plot, coverage_rows, training_smiles
+
+        rows = coverage_rows(training_smiles(args.coverage), report.molecule_smiles, report.accumulators)
+        payload["coverage"] = {"training_sources": args.coverage, "groups": rows}
+        text += ["", coverage_markdown(rows)]
+        if args.coverage_plot:
+            coverage_plot(rows, args.coverage_plot)
+            text.append(f"coverage plot written to {args.coverage_plot}")
     if args.json == "-":
-        json.dump(report.as_dict(), sys.stdout, indent=1)
+        json.dump(payload, sys.stdout, indent=1)
         print()
     else:
-        print(report.format())
+        print("\n".join(text))
         if args.json:
             with open(args.json, "w") as handle:
-                json.dump(report.as_dict(), handle, indent=1)
+                json.dump(payload, handle, indent=1)
             print(f"report written to {args.json}")
     if args.fail_on_miss and report.passed is False:
         return 3
