@@ -107,7 +107,7 @@ def coverage_plot(rows: Sequence[Mapping[str, object]], path: str) -> None:
     names = [str(r["group"]) for r in rows]
     y = range(len(rows))
     fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(10, 0.28 * len(rows) + 1.5))
-    left.barh(list(y), [max(int(r["train_molecules"]), 0) + 0.5 for r in rows], color="tab:blue")
+    left.barh(list(y), [int(r["train_molecules"]) or 0.5 for r in rows], color="tab:blue")
     left.set_xscale("log")
     left.set_xlabel("training molecules carrying the group (log scale; 0 drawn as 0.5)")
     left.set_yticks(list(y), names, fontsize=8)
