@@ -110,7 +110,10 @@ def test_overrides_are_parsed_as_yaml_and_round_trip(tmp_path):
     assert again == cfg
 
 
-@pytest.mark.parametrize("name", PRESET_RECIPES + ["smoke", "original_explored"])
+CHEMISTRY_RECIPES = [f"{p}_chemistry" for p in PRESET_RECIPES]
+
+
+@pytest.mark.parametrize("name", PRESET_RECIPES + ["smoke", "original_explored"] + CHEMISTRY_RECIPES)
 def test_shipped_recipes_are_valid(name):
     cfg = load_config(RECIPES / f"{name}.yaml")
     if name != "smoke":
@@ -118,6 +121,8 @@ def test_shipped_recipes_are_valid(name):
     assert cfg.data.path
     if name == "original_explored":  # the fine-tuning round starts from the original recipe's output
         assert Path(cfg.model.init_from) == Path(load_config(RECIPES / "original.yaml").run.output_dir) / "best.pt"
+    if name in CHEMISTRY_RECIPES:  # the chemistry round starts from the shipped student of its preset
+        assert cfg.model.init_from == cfg.model.preset and cfg.model.elements is None
 
 
 @pytest.mark.parametrize("name", PRESET_RECIPES)
@@ -511,6 +516,27 @@ def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_energy_model(train
         assert getattr(model, name).dtype == torch.float64
     assert payload["extra"]["config"]["model"]["init_from"] == str(result.best_checkpoint)
     assert tuned.best_metrics["force_mae"] == pytest.approx(result.best_metrics["force_mae"], rel=1e-4)
+
+
+def test_fine_tuning_starts_from_a_shipped_student_by_name(dataset, tmp_path):
+    from openmm_distill.export import available_students
+    from openmm_distill.export.eager import eager_model
+    from openmm_distill.export.torchscript import load_compiled
+    from openmm_distill.models import load_checkpoint
+    from openmm_distill.training import Trainer
+
+    if "ultra-tiny" not in available_students():
+        pytest.skip("no shipped ultra-tiny student in this checkout")
+    from openmm_distill.export.student import resolve_student_path
+
+    shipped = eager_model(*load_compiled(resolve_student_path("ultra-tiny")))
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        dataset, tmp_path / "tuned", "optim.epochs=1", "optim.lr=1.0e-12", "optim.warmup_epochs=0",
+        "run.compile=false", "model.preset=ultra-tiny", "model.init_from=ultra-tiny"))
+    tuned = Trainer(cfg).fit()
+    model, _ = load_checkpoint(tuned.best_checkpoint)
+    for key, value in shipped.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key].to(value.dtype), value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 def test_fine_tuning_refuses_architecture_overrides_and_new_elements(trained, dataset, tmp_path):

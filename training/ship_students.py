@@ -1,6 +1,7 @@
-"""Copy trained students into the package with a model card each, after evaluating them on the test split.
+"""Copy trained students into the package with a model card each, after evaluating them on the test split
+and, for final students, on the blind set (``docs/chemistry.md``).
 
-    python training/ship_students.py --runs runs/shipped --test data/shipped_test.h5
+    python training/ship_students.py --runs runs/shipped --test data/shipped_test.h5 --blind data/blind.h5
     python training/ship_students.py --runs runs/v5 --presets original --recipe original=openmm_distill/recipes/original_explored.yaml
 
 For each preset with ``<runs>/<preset>/student.pt`` (or only ``best.pt``, which is then
@@ -20,6 +21,7 @@ import openmm_distill  # noqa: F401  (torch before openmm)
 from openmm_distill.export.student import SHIPPED_DIR
 from openmm_distill.export.torchscript import read_metadata
 from openmm_distill.models import preset_names
+from openmm_distill.targets import BLIND_TARGETS
 from openmm_distill.training import evaluate_compiled
 
 USE = {
@@ -54,12 +56,17 @@ def _training_data_line(cfg: dict) -> str:
         names, n_structures = ds.molecule_names, len(ds)
         methods = Counter(str(p.get("method", "?")) for p in ds.provenance)
     analogues = sum("_analogue" in n for n in names)
+    chemistry = sum(n.startswith("chem_") for n in names)
     by_method = ", ".join(f"{m} {n:,}" for m, n in methods.most_common())
     line = f"- Training file `{path}`: {n_structures:,} structures ({by_method}) of {len(names):,} molecules"
     if analogues:
         line += (f", of which {analogues} are analogues of the training molecules (`openmm_distill/recipes/data/train_analogues.csv`, "
                  "small RDKit edits, none equal to a validation or test molecule; sampled with "
                  "`openmm_distill/recipes/data/analogues_train.yaml`)")
+    if chemistry:
+        line += (f"; {chemistry:,} are the training chemistry (`systems/chemistry/train_chemistry.csv`: molecules drawn "
+                 "by rule from ChEMBL drugs, FreeSolv and ZINC, none in the blind set or any other list; sampled "
+                 "with `systems/chemistry/train_chemistry_sampling.yaml`)")
     return line + ".\n"
 
 
@@ -76,7 +83,11 @@ def _recipe_section(preset: str, cfg: dict, meta: dict, history_rows, run_dir: P
             f"project's 2-core CPU in "
             f"{_training_minutes(run_dir)}. Best epoch {meta.get('best_epoch')} of {history_rows}.")
     init_from = cfg.get("model", {}).get("init_from")
-    if init_from:
+    if init_from and Path(init_from).suffix == "":
+        text += (f" This was a fine-tuning round (`model.init_from: {init_from}`): it started from the `{init_from}` "
+                 "student shipped before it and went on training on the file above (the recipe's header says "
+                 "what was added, and how).")
+    elif init_from:
         base = Path(init_from).parent
         text += (f" This was a fine-tuning round (`model.init_from`): it started from `{_relative(init_from)}`, the "
                  f"student of `training/{preset}.yaml` (trained in {_training_minutes(base)}), and went on training "
@@ -84,8 +95,40 @@ def _recipe_section(preset: str, cfg: dict, meta: dict, history_rows, run_dir: P
     return text + "\nReproduce with the commands in `training/README.md` (\"What was actually run for the shipped files\")."
 
 
+def blind_section(preset: str, blind, test, blind_path: str) -> str:
+    """The blind set beside the test split, against the blind-set targets (issue #15)."""
+    if blind is None:
+        return ""
+    b, t = blind.as_dict(), test.as_dict()
+    targets = BLIND_TARGETS.get(preset, {})
+    lines = []
+    for metric, label in (("force_r2", "force R^2"), ("force_mae", "force MAE (eV/A)"),
+                          ("angle_deg", "mean angular error (deg)"), ("energy_mae_mev_per_atom", "energy MAE (meV/atom)")):
+        value = b["metrics"][metric]
+        kind, bound = targets.get(metric, (None, None))
+        if kind is None:
+            verdict = ""
+        else:
+            ok = value >= bound if kind == "min" else value <= bound
+            verdict = f"{'>=' if kind == 'min' else '<='} {bound:g} | {'PASS' if ok else 'FAIL'}"
+        lines.append(f"| {label} | {value:.4g} | {t['metrics'][metric]:.4g} | {verdict or ' | '} |")
+    worst = ", ".join(f"{name} {m['force_r2']:.3f}" for name, m in list(blind.per_molecule().items())[:3])
+    return f"""## Accuracy on the blind set ({b['n_structures']} structures, {len(b['molecules'])} molecules; see docs/chemistry.md)
+
+Random ChEMBL molecules drawn by a rule frozen before any evaluation, in no list of the repository,
+GFN2-xTB MD at 300/450/600 K; evaluated once, on this final student:
+
+| metric | blind set | test split | blind target (issue #15) | verdict |
+|---|---|---|---|---|
+{chr(10).join(lines)}
+
+Weakest molecules (force R^2): {worst}. Command: `openmm-distill evaluate --student {preset} --data {blind_path} --worst 5`.
+
+"""
+
+
 def model_card(preset: str, meta: dict, report, history_rows: int, run_dir: Path, test_path: str,
-               recipe: str = "") -> str:
+               recipe: str = "", blind=None, blind_path: str = "") -> str:
     cfg = meta.get("training_config", {})
     t = report.as_dict()
     rows = "\n".join(
@@ -117,7 +160,7 @@ PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with el
 
 {_recipe_section(preset, cfg, meta, history_rows, run_dir, recipe or f"openmm_distill/recipes/{preset}.yaml")}
 
-## Accuracy on the test split ({t['n_structures']} structures, {len(t['molecules'])} molecules, `{Path(test_path).name}`)
+{blind_section(preset, blind, report, blind_path)}## Accuracy on the test split ({t['n_structures']} structures, {len(t['molecules'])} molecules, `{Path(test_path).name}`)
 
 | metric | value | target (issue #4) | verdict |
 |---|---|---|---|
@@ -136,6 +179,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/shipped", help="folder with one training run per preset")
     parser.add_argument("--test", default="data/shipped_test.h5", help="labelled test-split dataset")
+    parser.add_argument("--suffix", default="", help="run folders are <runs>/<preset><suffix> (e.g. _chemistry)")
+    parser.add_argument("--blind", help="labelled blind set (docs/chemistry.md); only for final students")
     parser.add_argument("--presets", default=",".join(preset_names()))
     parser.add_argument("--recipe", action="append", default=[], metavar="PRESET=YAML",
                         help="the recipe a preset's run used, for its model card (default openmm_distill/recipes/PRESET.yaml)")
@@ -146,19 +191,24 @@ def main(argv=None) -> int:
     summary = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     recipes = dict(item.split("=", 1) for item in args.recipe)
     for preset in args.presets.split(","):
-        run = Path(args.runs) / preset
+        run = Path(args.runs) / f"{preset}{args.suffix}"
         student = run / "student.pt"
         if not student.is_file():
             print(f"{preset}: no {student}, skipped")
             continue
         report = evaluate_compiled(str(student), args.test, split="all", preset=preset)
         print(report.format(), "\n")
+        blind = evaluate_compiled(str(student), args.blind, split="all", preset=preset) if args.blind else None
+        if blind is not None:
+            print("blind set:\n" + blind.format(), "\n")
         meta = read_metadata(student)
         rows = sum(1 for _ in open(run / "metrics.csv")) - 1 if (run / "metrics.csv").is_file() else "?"
         shutil.copyfile(student, SHIPPED_DIR / f"{preset}.pt")
         (SHIPPED_DIR / f"{preset}.md").write_text(model_card(preset, meta, report, rows, run, args.test,
-                                                                 recipes.get(preset, "")))
+                                                                 recipes.get(preset, ""), blind, args.blind or ""))
         summary[preset] = report.as_dict()
+        if blind is not None:
+            summary[preset]["blind"] = {k: v for k, v in blind.as_dict().items() if k != "per_molecule"}
     metrics_file.write_text(json.dumps(dict(sorted(summary.items())), indent=1, default=str))
     return 0
 

@@ -58,7 +58,8 @@ class ModelConfig:
         Override the preset's radial cutoff, Angstrom.
     init_from : str, optional
         Fine-tune: start from the weights of this checkpoint (a ``best.pt`` or
-        ``last.pt``) instead of random ones. The student keeps the
+        ``last.pt``), compiled student (``student.pt``) or shipped student
+        (``original``, ``tiny``, ``ultra-tiny``) instead of random ones. The student keeps the
         checkpoint's architecture, elements and energy model (reference
         energies, scale, shift: refitting them would shift every prediction);
         ``preset`` must name the checkpoint's preset, and the overrides above must be null.
@@ -419,7 +420,10 @@ def resolve_paths(cfg: TrainConfig, base: Optional[PathLike] = None) -> TrainCon
         q = Path(os.path.expanduser(p))
         return str(q if q.is_absolute() else (base / q).resolve())
 
-    new.model.init_from = absolute(cfg.model.init_from)
+    init = cfg.model.init_from
+    # A shipped student's name stays a name (unless a file of that name is where it points).
+    shipped_name = bool(init) and Path(init).suffix == "" and not (base / init).exists() and "/" not in init
+    new.model.init_from = init if shipped_name else absolute(init)
     new.data.path = absolute(cfg.data.path)
     new.data.validation_path = absolute(cfg.data.validation_path)
     new.data.test_path = absolute(cfg.data.test_path)

@@ -159,6 +159,22 @@ def student_elements(m: ModelConfig, train_z: List[int], val_z: List[int]) -> Li
     return list(train_z)
 
 
+def starting_weights(init_from: str) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The model of ``init_from`` and a payload with its ``preset``: a training checkpoint, a compiled
+    student file, or the name of a shipped student (``original``, ``tiny``, ...)."""
+    from openmm_distill.errors import IncompatibleFileError
+    from openmm_distill.export.eager import eager_model
+    from openmm_distill.export.student import resolve_student_path
+    from openmm_distill.export.torchscript import load_compiled
+
+    path = resolve_student_path(init_from)
+    try:
+        return load_checkpoint(path)
+    except IncompatibleFileError:
+        module, meta = load_compiled(path)  # a compiled student carries its weights
+        return eager_model(module, meta), {"preset": meta.get("preset")}
+
+
 def student_from_checkpoint(m: ModelConfig, train_z: List[int], val_z: List[int],
                             train_forces: np.ndarray) -> Tuple[nn.Module, EnergyModel]:
     """Fine-tuning: the student of ``model.init_from``, with its weights and energy model kept."""
@@ -166,7 +182,7 @@ def student_from_checkpoint(m: ModelConfig, train_z: List[int], val_z: List[int]
     if overrides:
         raise ConfigError(f"model.init_from={m.init_from} fixes the architecture and elements; set "
                           f"{', '.join('model.' + k for k in overrides)} to null")
-    model, payload = load_checkpoint(m.init_from)
+    model, payload = starting_weights(m.init_from)
     if payload.get("preset") and payload["preset"] != m.preset:
         raise ConfigError(f"model.init_from={m.init_from} holds a {payload['preset']!r} student but model.preset is "
                           f"{m.preset!r}; set model.preset={payload['preset']}")
