@@ -339,3 +339,18 @@ def test_sevennet_in_openmm_matches_the_teacher_and_runs_the_stability_protocol(
         (run,) = record["runs"]
         assert run["survived"] and run["simulated_ps"] == pytest.approx(0.02)
     assert data["model"]["forces"] == [f"teacher sevennet ({sevennet.version}; ASE calculator, PythonForce)"]
+
+
+def test_a_students_recorded_sevennet_model_is_the_one_rebuilt_for_its_checks():
+    pytest.importorskip("sevenn")
+    from openmm_distill.protocols.teachers import default_teacher_name, default_teacher_options, get_protocol_teacher
+
+    recorded = get_teacher("sevennet", model="7net-mf-0", modal="R2SCAN")
+    meta = {"teacher": {"name": recorded.name, "version": recorded.version, "settings": recorded.settings}}
+    assert default_teacher_options(meta) == {"model": "7net-mf-0", "modal": "R2SCAN"}
+    rebuilt, label = get_protocol_teacher(default_teacher_name(meta), **default_teacher_options(meta))
+    assert label == "sevennet (7net-mf-0)"
+    assert rebuilt.settings["checkpoint_sha256"] == recorded.settings["checkpoint_sha256"]
+    assert rebuilt.compute(WATER_Z, WATER_X).energy == recorded.compute(WATER_Z, WATER_X).energy
+    assert default_teacher_options({"teacher": {"name": "gfn2-xtb", "settings": {"accuracy": 1.0}}}) == {}
+    assert default_teacher_options({}) == {} and default_teacher_options({"teacher": "sevennet"}) == {}

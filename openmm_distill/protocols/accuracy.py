@@ -276,6 +276,7 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
     from openmm_distill.ase_calculator import StudentCalculator
     from openmm_distill.protocols.teachers import (
         default_teacher_name,
+        default_teacher_options,
         get_protocol_teacher,
     )
 
@@ -296,7 +297,10 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
         teacher_info = {**teacher_info, "source": f"labels from {dataset}"}
     else:
         if teacher is None or isinstance(teacher, str):
-            teacher_obj, label = get_protocol_teacher(teacher or default_teacher_name(meta), teacher_weights)
+            # The student's own teacher with the model it recorded, unless the caller names another.
+            options = default_teacher_options(meta) if teacher is None else {}
+            teacher_obj, label = get_protocol_teacher(teacher or default_teacher_name(meta), teacher_weights,
+                                                      **options)
         else:
             teacher_obj, label = teacher, getattr(teacher, "name", "teacher")
         teacher_info = {**teacher_obj.describe(), "label": label, "source": "labelled live"}

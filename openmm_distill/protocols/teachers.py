@@ -65,7 +65,8 @@ def get_protocol_teacher(name: str, weights_path: Optional[str] = None, *, allow
         return get_teacher("orb-v2", weights_path=str(weights_path), **options), label
     if weights_path is not None:
         options = {**options, "weights_path": weights_path}
-    return get_teacher(key, **options), key
+    label = f"{key} ({options['model']})" if options.get("model") else key
+    return get_teacher(key, **options), label
 
 
 def default_teacher_name(student_metadata: Dict[str, Any]) -> str:
@@ -76,6 +77,21 @@ def default_teacher_name(student_metadata: Dict[str, Any]) -> str:
     if isinstance(teacher, str) and teacher.strip():
         return teacher.strip().lower()
     return "gfn2-xtb"
+
+
+# Settings a teacher records that choose the model itself: rebuilding the teacher from a student's
+# metadata must pass them back, or a 7net-l3i5 student would be checked against 7net-0.
+MODEL_CHOOSING_SETTINGS = {"sevennet": ("model", "modal")}
+
+
+def default_teacher_options(student_metadata: Dict[str, Any]) -> Dict[str, Any]:
+    """Constructor options of the teacher recorded in a student's metadata (``{}`` when none are recorded)."""
+    teacher = student_metadata.get("teacher") if student_metadata else None
+    if not isinstance(teacher, dict):
+        return {}
+    settings = teacher.get("settings") or {}
+    keys = MODEL_CHOOSING_SETTINGS.get(default_teacher_name(student_metadata), ())
+    return {k: settings[k] for k in keys if settings.get(k) is not None}
 
 
 class TeacherComputation:
