@@ -5,6 +5,8 @@ energies are smooth functions of positions, which is all these tests need.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -19,11 +21,33 @@ from openmm import app, unit  # noqa: E402
 TOLERANCE = {"float32": (1e-5, 1e-2), "float64": (1e-10, 1e-6)}
 
 
+# The platform tests (marker "platform") run on these OpenMM platforms, comma-separated, when it is set
+# (device/gpu_check.py sets CUDA on a GPU machine); unset, on every available one of Reference, CPU, CUDA.
+TEST_PLATFORM_ENV = "OD_TEST_PLATFORM"
+
+
 def available_test_platforms():
     import openmm
 
+    chosen = os.environ.get(TEST_PLATFORM_ENV, "")
+    if chosen.strip():
+        return [p.strip() for p in chosen.split(",") if p.strip()]
     names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     return [p for p in ["Reference", "CPU", "CUDA"] if p in names]
+
+
+def platform_by_name(name: str):
+    """The OpenMM platform ``name``; a missing one fails the test with OpenMM's plugin load failures
+    (a platform named in $OD_TEST_PLATFORM must not be silently left out)."""
+    import openmm
+
+    try:
+        return openmm.Platform.getPlatformByName(name)
+    except Exception:
+        names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+        failures = [f for f in openmm.Platform.getPluginLoadFailures() if name in f]
+        pytest.fail(f"OpenMM platform {name!r} is not available (available: {names}; "
+                    f"plugin load failures: {failures or 'none naming it'})")
 
 
 def molecule_from_smiles(smiles: str, seed: int = 7):
