@@ -163,12 +163,8 @@ def validation_rows(sources: List[Path], n: int = VALIDATION) -> List[Dict[str, 
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    if "--validation" in argv:
-        argv = [a for a in argv if a != "--validation"]
-        return list_script(__doc__, VALIDATION_PATH, FIELDS, validation_rows, argv)
-    return list_script(__doc__, CSV_PATH, FIELDS, lambda sources: build(sources, listed_smiles(EXISTING_LISTS)), argv)
+    return list_script(__doc__, CSV_PATH, FIELDS, lambda sources: build(sources, listed_smiles(EXISTING_LISTS)), argv,
+                       second=("validation", VALIDATION_PATH, validation_rows))
 
 
 if __name__ == "__main__":
