@@ -54,24 +54,21 @@ def test_fine_tunes_shipped_student_then_loop_rounds_budget_and_resume(tmp_path)
     result = run_pipeline(load_pipeline_config(str(cfg_path)))
     out = tmp_path / "out"
     assert result.ran == ["label-train", "label-validation", "label-test", "start", "train", "protocols"]
-    for artefact in ["data/train.h5", "data/validation.h5", "data/test.h5", "start/start.ckpt.pt",
+    for artefact in ["data/train.h5", "data/validation.h5", "data/test.h5", "start/start.pt",
                      "train/student.pt", "train/metrics.csv", "train/config.yaml", "report/summary.md",
                      "report/report.json", "stages/train.json", "student.pt", "summary.md", "summary.json"]:
         assert (out / artefact).exists(), artefact
     assert result.student == out / "student.pt" and "max_rounds = 0" in result.stop_reason
 
-    # The starting checkpoint is the shipped student itself: recompiled, it gives the same energy.
-    from openmm_distill.export import compile_student
-    from openmm_distill.models import load_checkpoint
+    # The starting file is a copy of the shipped student; training started from it: the trainer was
+    # told so, and the student moved, but kept its elements.
+    from openmm_distill.export.student import resolve_student_path
+    from openmm_distill.pipeline.stages import file_sha256
 
-    model, payload = load_checkpoint(out / "start" / "start.ckpt.pt")
-    assert payload["preset"] == "ultra-tiny"
-    compile_student(model, tmp_path / "start.pt", preset="ultra-tiny")
+    assert file_sha256(out / "start" / "start.pt") == file_sha256(resolve_student_path("ultra-tiny"))
     shipped = energy_kj_per_mol("ultra-tiny")
-    assert energy_kj_per_mol(tmp_path / "start.pt") == pytest.approx(shipped, abs=1e-3)
-    # Training started from it: the trainer was told so, and the student moved, but kept its elements.
     trained = yaml.safe_load((out / "train" / "config.yaml").read_text())
-    assert trained["model"]["init_from"] == str(out / "start" / "start.ckpt.pt")
+    assert trained["model"]["init_from"] == str(out / "start" / "start.pt")
     fine_tuned = energy_kj_per_mol(result.student)
     assert np.isfinite(fine_tuned) and fine_tuned != pytest.approx(shipped, abs=1e-3)
     assert od.load_student(str(result.student)).elements == od.load_student("ultra-tiny").elements
@@ -219,6 +216,19 @@ def test_starting_student_must_match_the_recipe(tmp_path):
     with pytest.raises(ConfigError, match=r"is a 'tiny' student but the recipe's model.preset is 'ultra-tiny'"):
         run_pipeline(load_pipeline_config(str(write_config(tmp_path, values))))
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_the_pipeline_starts_from_the_shipped_student_of_its_teacher():
+    from openmm_distill.pipeline.start import shipped_name
+
+    if "tiny-sevennet0" not in od.available_students():
+        pytest.skip("no shipped SevenNet-0 student in this checkout")
+    assert shipped_name("tiny") == shipped_name("tiny", {"name": "gfn2-xtb", "options": {}}) == "tiny"
+    assert shipped_name("tiny", {"name": "sevennet", "options": {}}) == "tiny-sevennet0"
+    assert shipped_name("tiny", {"name": "SevenNet", "options": {"model": "7net-0", "device": "cpu"}}) == "tiny-sevennet0"
+    # Another SevenNet model, or a preset with no SevenNet student: the GFN2-xTB student (energy zero refitted).
+    assert shipped_name("tiny", {"name": "sevennet", "options": {"model": "7net-l3i5"}}) == "tiny"
+    assert shipped_name("ultra-tiny", {"name": "sevennet", "options": {}}) == "ultra-tiny"
 
 
 def test_bad_trainer_key_fails_before_any_work(tmp_path):

@@ -518,6 +518,37 @@ def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_energy_model(train
     assert tuned.best_metrics["force_mae"] == pytest.approx(result.best_metrics["force_mae"], rel=1e-4)
 
 
+def test_fine_tuning_on_another_teachers_labels_refits_the_energy_zero_and_keeps_weights_and_scale(
+        trained, dataset, tmp_path):
+    """A GFN2-xTB student fine-tuned on EMT labels: the teachers' energy zeros differ by eV per atom."""
+    from openmm_distill.data.labelling import relabel
+    from openmm_distill.models import load_checkpoint
+    from openmm_distill.training import Trainer
+    from openmm_distill.training import datasets as ds
+
+    _, result = trained
+    source, _ = load_checkpoint(result.best_checkpoint)
+    emt = tmp_path / "emt.h5"
+    relabel(dataset, str(emt), teacher="ase", teacher_options={"calculator": "ase.calculators.emt:EMT"},
+            progress=False)
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        str(emt), tmp_path / "tuned", "optim.epochs=1", "optim.lr=1.0e-12", "optim.warmup_epochs=0",
+        "run.compile=false", f"model.init_from={result.best_checkpoint}"))
+    trainer = Trainer(cfg)
+    tuned = trainer.fit()
+    model, _ = load_checkpoint(tuned.best_checkpoint)
+    for key, value in source.state_dict().items():
+        if key not in ("atomic_reference_energy", "energy_shift"):
+            torch.testing.assert_close(model.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    train = ds.read_subset(str(emt), trainer.setup.data.split.train)
+    expected = fit_energy_model(train["atomic_numbers"], train["n_atoms"], train["energy"], train["forces"],
+                                list(source.elements))
+    np.testing.assert_allclose(model.atomic_reference_energy.numpy(), expected.reference, rtol=1e-9)
+    assert float(model.energy_shift) == pytest.approx(expected.shift, rel=1e-9, abs=1e-12)
+    shift = np.abs(model.atomic_reference_energy.numpy() - source.atomic_reference_energy.numpy())
+    assert shift.max() > 1.0  # eV: kept GFN2 references would have put every energy off by this much
+
+
 def test_fine_tuning_starts_from_a_shipped_student_by_name(dataset, tmp_path):
     from openmm_distill.export import available_students
     from openmm_distill.export.eager import eager_model

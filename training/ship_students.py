@@ -21,7 +21,8 @@ import openmm_distill  # noqa: F401  (torch before openmm)
 from openmm_distill.export.student import SHIPPED_DIR
 from openmm_distill.export.torchscript import read_metadata
 from openmm_distill.models import preset_names
-from openmm_distill.targets import BLIND_TARGETS
+from openmm_distill.targets import blind_targets
+from openmm_distill.teachers import recorded_teacher
 from openmm_distill.training import evaluate_compiled
 
 USE = {
@@ -95,12 +96,26 @@ def _recipe_section(preset: str, cfg: dict, meta: dict, history_rows, run_dir: P
     return text + "\nReproduce with the commands in `training/README.md` (\"What was actually run for the shipped files\")."
 
 
-def blind_section(preset: str, blind, test, blind_path: str) -> str:
-    """The blind set beside the test split, against the blind-set targets (issue #15)."""
+def teacher_of(meta: dict) -> tuple:
+    """(registry name, words for the card, issue of the test-split targets, issue of the blind-set targets)
+    of the teacher a student recorded."""
+    record = meta.get("teacher") or {}
+    name, options = recorded_teacher(record)
+    if name == "gfn2-xtb":
+        return name, "**GFN2-xTB** (tblite)", "#4", "#15"
+    version = record.get("version", "") if isinstance(record, dict) else ""
+    label = " ".join([name, *(str(v) for v in options.values())])
+    words = f"**{label}**" + (f" ({version})" if version else "")
+    return name, words, "#16", "#16"
+
+
+def blind_section(preset: str, blind, test, blind_path: str, shipped: str = "", meta: dict | None = None) -> str:
+    """The blind set beside the test split, against the blind-set targets of the student's preset and teacher."""
     if blind is None:
         return ""
     b, t = blind.as_dict(), test.as_dict()
-    targets = BLIND_TARGETS.get(preset, {})
+    teacher, words, _, issue = teacher_of(meta or {})
+    targets = blind_targets(preset, teacher)
     lines = []
     for metric, label in (("force_r2", "force R^2"), ("force_mae", "force MAE (eV/A)"),
                           ("angle_deg", "mean angular error (deg)"), ("energy_mae_mev_per_atom", "energy MAE (meV/atom)")):
@@ -116,35 +131,39 @@ def blind_section(preset: str, blind, test, blind_path: str) -> str:
     return f"""## Accuracy on the blind set ({b['n_structures']} structures, {len(b['molecules'])} molecules; see docs/chemistry.md)
 
 Random ChEMBL molecules drawn by a rule frozen before any evaluation, in no list of the repository,
-GFN2-xTB MD at 300/450/600 K; evaluated once, on this final student:
+geometries from GFN2-xTB MD at 300/450/600 K labelled by {words}; evaluated once, on this final student:
 
-| metric | blind set | test split | blind target (issue #15) | verdict |
+| metric | blind set | test split | blind target (issue {issue}) | verdict |
 |---|---|---|---|---|
 {chr(10).join(lines)}
 
-Weakest molecules (force R^2): {worst}. Command: `openmm-distill evaluate --student {preset} --data {blind_path} --worst 5`.
+Weakest molecules (force R^2): {worst}. Command: `openmm-distill evaluate --student {shipped or preset} --data {blind_path} --worst 5`.
 
 """
 
 
 def model_card(preset: str, meta: dict, report, history_rows: int, run_dir: Path, test_path: str,
-               recipe: str = "", blind=None, blind_path: str = "") -> str:
+               recipe: str = "", blind=None, blind_path: str = "", shipped: str = "") -> str:
+    shipped = shipped or preset
+    teacher, words, issue, _ = teacher_of(meta)
+    relabelled = "" if teacher == "gfn2-xtb" else (
+        f"\n- Labels: those geometries relabelled with {words} (`openmm-distill label --relabel`), no new sampling.")
     cfg = meta.get("training_config", {})
     t = report.as_dict()
     rows = "\n".join(
         f"| {v['label']} | {v['value']:.4g} | {'>=' if v['kind'] == 'min' else '<='} {v['target']:g} | "
         f"{'PASS' if v['passed'] else 'FAIL'} |" for v in t["targets"].values())
     val = meta.get("validation_metrics", {})
-    return f"""# Model card: `{preset}` student
+    return f"""# Model card: `{shipped}` student
 
-PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with elements
+PaiNN student distilled from {words} for organic molecules with elements
 {', '.join(meta.get('element_symbols', []))}. {meta.get('n_parameters'):,} parameters, cutoff
 {meta.get('cutoff_angstrom')} Angstrom, compiled in {meta.get('dtype')} for OpenMM (positions nm, energy kJ/mol).
 
 - **Intended use:** {USE[preset]}.
 - **Not for:** charged or open-shell species, metals or elements outside the list above (refused
   with an error), condensed phases and periodic systems (trained on isolated molecules only),
-  reactions and bond breaking (no such geometries in the data), anything where GFN2-xTB itself is
+  reactions and bond breaking (no such geometries in the data), anything where its teacher itself is
   not trusted.
 
 ## Data
@@ -153,16 +172,16 @@ PaiNN student distilled from **GFN2-xTB** (tblite) for organic molecules with el
   validation 64, test 64 molecules never seen in training).
 - Geometries: `openmm_distill/recipes/data/shipped_train.yaml` (ETKDG conformers, random and normal-mode
   displacements, GFN2-xTB-driven Langevin MD at 300/450/600 K); validation and test:
-  `openmm_distill/recipes/data/shipped_eval.yaml` (GFN2-xTB MD snapshots at 300, 450 and 600 K).
+  `openmm_distill/recipes/data/shipped_eval.yaml` (GFN2-xTB MD snapshots at 300, 450 and 600 K).{relabelled}
 {_training_data_line(cfg)}- Training data hash: `{meta.get('training_data_hash')}`.
 
 ## Recipe
 
 {_recipe_section(preset, cfg, meta, history_rows, run_dir, recipe or f"openmm_distill/recipes/{preset}.yaml")}
 
-{blind_section(preset, blind, report, blind_path)}## Accuracy on the test split ({t['n_structures']} structures, {len(t['molecules'])} molecules, `{Path(test_path).name}`)
+{blind_section(preset, blind, report, blind_path, shipped, meta)}## Accuracy on the test split ({t['n_structures']} structures, {len(t['molecules'])} molecules, `{Path(test_path).name}`)
 
-| metric | value | target (issue #4) | verdict |
+| metric | value | target (issue {issue}) | verdict |
 |---|---|---|---|
 {rows}
 | force RMSE (eV/A) | {t['metrics']['force_rmse']:.4g} | | |
@@ -171,7 +190,7 @@ Validation split at the best epoch: force MAE {val.get('force_mae', float('nan')
 R^2 {val.get('force_r2', float('nan')):.4g}, angle {val.get('angle_deg', float('nan')):.3g} deg,
 energy MAE {val.get('energy_mae_mev_per_atom', float('nan')):.3g} meV/atom.
 
-Printed by: `openmm-distill evaluate --student {preset} --data data/shipped_test.h5`.
+Printed by: `openmm-distill evaluate --student {shipped} --data {test_path}`.
 """
 
 
@@ -181,6 +200,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test", default="data/shipped_test.h5", help="labelled test-split dataset")
     parser.add_argument("--suffix", default="", help="run folders are <runs>/<preset><suffix> (e.g. _chemistry)")
     parser.add_argument("--blind", help="labelled blind set (docs/chemistry.md); only for final students")
+    parser.add_argument("--name-suffix", default="",
+                        help="shipped as <preset><name-suffix> (e.g. -sevennet0 for students of another teacher)")
     parser.add_argument("--presets", default=",".join(preset_names()))
     parser.add_argument("--recipe", action="append", default=[], metavar="PRESET=YAML",
                         help="the recipe a preset's run used, for its model card (default openmm_distill/recipes/PRESET.yaml)")
@@ -203,12 +224,14 @@ def main(argv=None) -> int:
             print("blind set:\n" + blind.format(), "\n")
         meta = read_metadata(student)
         rows = sum(1 for _ in open(run / "metrics.csv")) - 1 if (run / "metrics.csv").is_file() else "?"
-        shutil.copyfile(student, SHIPPED_DIR / f"{preset}.pt")
-        (SHIPPED_DIR / f"{preset}.md").write_text(model_card(preset, meta, report, rows, run, args.test,
-                                                                 recipes.get(preset, ""), blind, args.blind or ""))
-        summary[preset] = report.as_dict()
+        shipped = preset + args.name_suffix
+        shutil.copyfile(student, SHIPPED_DIR / f"{shipped}.pt")
+        (SHIPPED_DIR / f"{shipped}.md").write_text(model_card(preset, meta, report, rows, run, args.test,
+                                                                  recipes.get(preset, ""), blind, args.blind or "",
+                                                                  shipped))
+        summary[shipped] = report.as_dict()
         if blind is not None:
-            summary[preset]["blind"] = {k: v for k, v in blind.as_dict().items() if k != "per_molecule"}
+            summary[shipped]["blind"] = {k: v for k, v in blind.as_dict().items() if k != "per_molecule"}
     metrics_file.write_text(json.dumps(dict(sorted(summary.items())), indent=1, default=str))
     return 0
 

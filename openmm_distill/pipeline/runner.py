@@ -142,7 +142,8 @@ class Pipeline:
         if cfg.loop.max_rounds:
             self._training_config(1, "unlabelled-yet.h5", None, None, None)  # loop.set too
         systems = read_molecules(cfg.protocols.systems, cfg.base_dir) if cfg.protocols.systems else sets.all()
-        start = starting_student(cfg.training.init_from, tcfg.model.preset)
+        start = starting_student(cfg.training.init_from, tcfg.model.preset,
+                                 {"name": cfg.teacher.name, "options": cfg.teacher.options})
         if start is not None:
             check_elements(sets.all() + systems, start.elements, start.label)
             self.log(f"starting student: {start.label} (fine-tuned on these molecules)")
@@ -176,14 +177,14 @@ class Pipeline:
         return data
 
     def _start(self, start) -> Optional[str]:
-        """The starting student as a training checkpoint (stage ``start``); None from scratch."""
+        """The starting student's file, copied into the run (stage ``start``); None from scratch."""
         if start is None:
             return None
-        from openmm_distill.pipeline.start import write_checkpoint
+        from openmm_distill.pipeline.start import snapshot
 
-        path = self.out / "start" / "start.ckpt.pt"
+        path = self.out / "start" / "start.pt"
         inputs = {"source": file_sha256(start.path), "compiled": start.compiled}
-        return self.stage("start", inputs, lambda: {"checkpoint": str(write_checkpoint(start, path))})["checkpoint"]
+        return self.stage("start", inputs, lambda: {"checkpoint": str(snapshot(start, path))})["checkpoint"]
 
     def _training_config(self, round_: int, train_h5: str, val_h5: Optional[str], test_h5: Optional[str],
                          init: Optional[str]):

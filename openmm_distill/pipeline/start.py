@@ -4,8 +4,8 @@
 preset is the recipe's ``model.preset`` (``tiny`` -> ``openmm_distill/students/tiny.pt``):
 it already knows organic chemistry, so a few molecules' data bring it close fast.
 ``scratch`` trains new weights; a path names a training checkpoint or a compiled
-student. A compiled student carries its weights, so it is turned into a training
-checkpoint (the trainer's ``model.init_from``) without retraining.
+student; the trainer's ``model.init_from`` reads either (a compiled student carries its weights and
+its teacher, so fine-tuning on another teacher's labels refits the energy zero).
 """
 from __future__ import annotations
 
@@ -41,8 +41,32 @@ class StartingStudent:
     preset: Optional[str]
 
 
-def starting_student(init_from: str, preset: str) -> Optional[StartingStudent]:
-    """The :class:`StartingStudent` of ``training.init_from`` (None for ``scratch``).
+def shipped_name(preset: str, teacher: Optional[dict] = None) -> str:
+    """The shipped student to fine-tune for ``preset`` and the pipeline's ``teacher`` (``{name, options}``).
+
+    A student distilled from that very teacher (``tiny-sevennet0`` for ``sevennet``) when one ships: it
+    already knows that energy surface. Otherwise the GFN2-xTB student named ``preset``; the trainer then
+    refits its energy zero to the new teacher.
+    """
+    from openmm_distill.export.student import CompiledStudent, available_students, resolve_student_path
+    from openmm_distill.teachers import recorded_teacher
+
+    if teacher:
+        name, options = recorded_teacher(teacher.get("name"))[0], dict(teacher.get("options") or {})
+        for candidate in available_students():
+            if not candidate.startswith(preset + "-"):
+                continue
+            meta = CompiledStudent(resolve_student_path(candidate)).metadata
+            recorded_name, recorded_options = recorded_teacher(meta.get("teacher"))
+            if meta.get("preset") == preset and recorded_name == name and all(
+                    recorded_options.get(k) == v for k, v in options.items() if k in recorded_options):
+                return candidate
+    return preset
+
+
+def starting_student(init_from: str, preset: str, teacher: Optional[dict] = None) -> Optional[StartingStudent]:
+    """The :class:`StartingStudent` of ``training.init_from`` (None for ``scratch``); ``shipped`` picks
+    :func:`shipped_name` of ``preset`` and the pipeline's ``teacher``.
 
     Raises
     ------
@@ -61,8 +85,9 @@ def starting_student(init_from: str, preset: str) -> Optional[StartingStudent]:
             raise ConfigError(f"no shipped student of preset {preset!r} to start from (shipped: "
                               f"{', '.join(available_students())}); set training.init_from: scratch, or a recipe "
                               "of a shipped preset")
-        student = CompiledStudent(resolve_student_path(preset))
-        start = StartingStudent(f"shipped {preset!r}", student.path, True, student.elements,
+        name = shipped_name(preset, teacher)
+        student = CompiledStudent(resolve_student_path(name))
+        start = StartingStudent(f"shipped {name!r}", student.path, True, student.elements,
                                 student.metadata.get("preset"))
     else:
         path = Path(init_from)
@@ -78,21 +103,12 @@ def starting_student(init_from: str, preset: str) -> Optional[StartingStudent]:
     return start
 
 
-def write_checkpoint(start: StartingStudent, path: "str | os.PathLike") -> Path:
-    """A training checkpoint of ``start`` at ``path`` (a checkpoint is copied as it is)."""
+def snapshot(start: StartingStudent, path: "str | os.PathLike") -> Path:
+    """A copy of the starting student's file at ``path``: a resumed run keeps fine-tuning from it even when
+    the shipped file changes with a new release. The trainer reads compiled students and checkpoints alike."""
     import shutil
-
-    from openmm_distill.export.eager import eager_model
-    from openmm_distill.export.torchscript import load_compiled
-    from openmm_distill.models.checkpoint import save_checkpoint
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not start.compiled:
-        shutil.copyfile(start.path, path)
-        return path
-    module, meta = load_compiled(start.path)
-    save_checkpoint(path, eager_model(module, meta), preset=meta.get("preset"),
-                    provenance={"converted_from": str(start.path), "compiled_created": meta.get("created"),
-                                "training_data_hash": meta.get("training_data_hash")})
+    shutil.copyfile(start.path, path)
     return path

@@ -233,14 +233,14 @@ def evaluate(samples: Sequence[Sample], pred_energy: np.ndarray, pred_forces: Se
     return out
 
 
-def preset_targets(metrics: Dict[str, Any], preset: Optional[str]) -> Dict[str, Any]:
-    """The training targets of the student's preset (:mod:`openmm_distill.targets`), checked
+def preset_targets(metrics: Dict[str, Any], preset: Optional[str], teacher: str = "gfn2-xtb") -> Dict[str, Any]:
+    """The training targets of the student's preset and teacher (:mod:`openmm_distill.targets`), checked
     against these metrics: metric -> ``{"label", "value", "target", "kind", "passed"}`` (empty without a preset)."""
     if not preset:
         return {}
     f, e = metrics["forces"], metrics["energy"]
     return check_targets({"force_r2": f["r2"], "force_mae": f["mae"], "angle_deg": f["angle_deg"],
-                          "energy_mae_mev_per_atom": e["mae_mev_per_atom"]}, preset)
+                          "energy_mae_mev_per_atom": e["mae_mev_per_atom"]}, preset, teacher)
 
 
 @dataclass
@@ -319,7 +319,7 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
         raise DistillError("no structure could be evaluated: " + "; ".join(r for _, r in failures[:3]))
     metrics = evaluate(kept, pred_e, pred_f, settings.min_force)
     metrics["failures"] = [{"key": k, "reason": r} for k, r in failures]
-    metrics["preset_targets"] = preset_targets(metrics, meta.get("preset"))
+    metrics["preset_targets"] = preset_targets(metrics, meta.get("preset"), default_teacher_name(meta))
     return metrics, AccuracyData(kept, pred_e, pred_f, failures), teacher_info
 
 

@@ -27,6 +27,7 @@ from openmm_distill import units
 from openmm_distill.errors import ConfigError
 from openmm_distill.openmm_integration.python_backend import python_force
 from openmm_distill.openmm_integration.system import atomic_numbers_of
+from openmm_distill.teachers import recorded_teacher
 from openmm_distill.teachers.orb_v2 import random_orb_v2_checkpoint  # noqa: F401  (re-exported)
 
 import openmm
@@ -71,27 +72,12 @@ def get_protocol_teacher(name: str, weights_path: Optional[str] = None, *, allow
 
 def default_teacher_name(student_metadata: Dict[str, Any]) -> str:
     """The teacher recorded in a student's metadata (``teacher`` as a name or a dict), else ``"gfn2-xtb"``."""
-    teacher = student_metadata.get("teacher") if student_metadata else None
-    if isinstance(teacher, dict):
-        teacher = teacher.get("name")
-    if isinstance(teacher, str) and teacher.strip():
-        return teacher.strip().lower()
-    return "gfn2-xtb"
-
-
-# Settings a teacher records that choose the model itself: rebuilding the teacher from a student's
-# metadata must pass them back, or a 7net-l3i5 student would be checked against 7net-0.
-MODEL_CHOOSING_SETTINGS = {"sevennet": ("model", "modal")}
+    return recorded_teacher((student_metadata or {}).get("teacher"))[0]
 
 
 def default_teacher_options(student_metadata: Dict[str, Any]) -> Dict[str, Any]:
     """Constructor options of the teacher recorded in a student's metadata (``{}`` when none are recorded)."""
-    teacher = student_metadata.get("teacher") if student_metadata else None
-    if not isinstance(teacher, dict):
-        return {}
-    settings = teacher.get("settings") or {}
-    keys = MODEL_CHOOSING_SETTINGS.get(default_teacher_name(student_metadata), ())
-    return {k: settings[k] for k in keys if settings.get(k) is not None}
+    return recorded_teacher((student_metadata or {}).get("teacher"))[1]
 
 
 class TeacherComputation:

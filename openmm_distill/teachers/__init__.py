@@ -6,14 +6,23 @@
 >>> result.energy, result.forces                             # eV, eV/Angstrom  # doctest: +SKIP
 """
 from openmm_distill.teachers.base import Teacher, TeacherCalculator, TeacherResult
-from openmm_distill.teachers.registry import DEFAULT_TEACHER, TEACHERS, available_teachers, get_teacher
+from openmm_distill.teachers.registry import (
+    DEFAULT_TEACHER,
+    MODEL_CHOOSING_SETTINGS,
+    TEACHERS,
+    available_teachers,
+    get_teacher,
+    recorded_teacher,
+)
 
 __all__ = [
     "DEFAULT_TEACHER",
+    "MODEL_CHOOSING_SETTINGS",
     "TEACHERS",
     "Teacher",
     "TeacherCalculator",
     "TeacherResult",
     "available_teachers",
     "get_teacher",
+    "recorded_teacher",
 ]

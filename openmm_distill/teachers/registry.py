@@ -3,7 +3,7 @@ missing optional package (orb-models, sevenn) only matters to those who ask for 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from openmm_distill.errors import ConfigError, MissingDependencyError
 from openmm_distill.teachers.base import Teacher
@@ -65,3 +65,23 @@ def get_teacher(name: str = DEFAULT_TEACHER, **options: Any) -> Teacher:
         return TEACHERS[key](**options)
     except TypeError as exc:
         raise ConfigError(f"bad options for teacher {key!r} {sorted(options)}: {exc}") from exc
+
+
+# Settings a teacher records that choose the model itself, not just how it runs: a teacher rebuilt from a
+# record must get them back (or a 7net-l3i5 student would be checked against 7net-0), and two records
+# that differ in them are two energy surfaces.
+MODEL_CHOOSING_SETTINGS = {"sevennet": ("model", "modal"), "ase": ("calculator",)}
+
+
+def recorded_teacher(record: Any) -> Tuple[str, Dict[str, Any]]:
+    """Registry name and model-choosing options of a teacher as a dataset or a student records it.
+
+    ``record`` is the recorded ``teacher`` (a dict with ``name`` and ``settings``, or a bare name);
+    ``("gfn2-xtb", {})`` when nothing is recorded.
+    """
+    name, settings = record, {}
+    if isinstance(record, dict):
+        name, settings = record.get("name"), record.get("settings") or {}
+    name = name.strip().lower() if isinstance(name, str) and name.strip() else DEFAULT_TEACHER
+    keys = MODEL_CHOOSING_SETTINGS.get(name, ())
+    return name, {k: settings[k] for k in keys if settings.get(k) is not None}

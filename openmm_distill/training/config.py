@@ -61,7 +61,10 @@ class ModelConfig:
         ``last.pt``), compiled student (``student.pt``) or shipped student
         (``original``, ``tiny``, ``ultra-tiny``) instead of random ones. The student keeps the
         checkpoint's architecture, elements and energy model (reference
-        energies, scale, shift: refitting them would shift every prediction);
+        energies, scale, shift: refitting them would shift every prediction),
+        except when the data comes from another teacher than the student's
+        (a GFN2-xTB student fine-tuned on SevenNet labels): then the reference
+        energies and shift are refitted on the training data and the scale is kept.
         ``preset`` must name the checkpoint's preset, and the overrides above must be null.
         The optimiser, schedule and EMA start fresh, so pick a smaller
         ``optim.lr`` and fewer epochs than for training from scratch.

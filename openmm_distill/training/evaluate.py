@@ -22,6 +22,7 @@ import torch
 from openmm_distill.errors import DistillError
 from openmm_distill.metrics import DEFAULT_MIN_FORCE, METRIC_NAMES, METRIC_UNITS, MetricAccumulator
 from openmm_distill.targets import check_targets
+from openmm_distill.teachers.registry import recorded_teacher
 
 SPLITS = ("all", "train", "validation", "test")
 
@@ -208,5 +209,5 @@ def evaluate_compiled(student: str, data: str, *, split: str = "all", preset: Op
         student=str(student), data=str(data), preset=preset, split=split,
         split_source=source, n_structures=int(len(idx)),
         molecules=sorted({structure_molecules[int(i)] for i in idx}), metrics=metrics,
-        targets=check_targets(metrics, preset), molecule_smiles=smiles, accumulators=per_molecule,
+        targets=check_targets(metrics, preset, recorded_teacher(metadata.get("teacher"))[0]), molecule_smiles=smiles, accumulators=per_molecule,
     )

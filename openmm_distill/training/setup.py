@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
@@ -27,6 +27,7 @@ from openmm_distill.elements import to_atomic_number
 from openmm_distill.errors import ConfigError
 from openmm_distill.models import build_student, count_parameters, load_checkpoint
 from openmm_distill.models.casting import cast_model
+from openmm_distill.teachers.registry import recorded_teacher
 from openmm_distill.training import datasets as ds
 from openmm_distill.training import distributed as ddp
 from openmm_distill.training.config import ModelConfig, TrainConfig
@@ -160,8 +161,8 @@ def student_elements(m: ModelConfig, train_z: List[int], val_z: List[int]) -> Li
 
 
 def starting_weights(init_from: str) -> Tuple[nn.Module, Dict[str, Any]]:
-    """The model of ``init_from`` and a payload with its ``preset``: a training checkpoint, a compiled
-    student file, or the name of a shipped student (``original``, ``tiny``, ...)."""
+    """The model of ``init_from`` and a payload with its ``preset`` and ``teacher`` (as recorded, or None):
+    a training checkpoint, a compiled student file, or the name of a shipped student (``original``, ``tiny``, ...)."""
     from openmm_distill.errors import IncompatibleFileError
     from openmm_distill.export.eager import eager_model
     from openmm_distill.export.student import resolve_student_path
@@ -169,15 +170,22 @@ def starting_weights(init_from: str) -> Tuple[nn.Module, Dict[str, Any]]:
 
     path = resolve_student_path(init_from)
     try:
-        return load_checkpoint(path)
+        model, payload = load_checkpoint(path)
+        return model, {**payload, "teacher": (payload.get("provenance") or {}).get("teacher")}
     except IncompatibleFileError:
         module, meta = load_compiled(path)  # a compiled student carries its weights
-        return eager_model(module, meta), {"preset": meta.get("preset")}
+        return eager_model(module, meta), {"preset": meta.get("preset"), "teacher": meta.get("teacher")}
 
 
-def student_from_checkpoint(m: ModelConfig, train_z: List[int], val_z: List[int],
-                            train_forces: np.ndarray) -> Tuple[nn.Module, EnergyModel]:
-    """Fine-tuning: the student of ``model.init_from``, with its weights and energy model kept."""
+def student_from_checkpoint(m: ModelConfig, train: Dict[str, np.ndarray], val_z: List[int],
+                            data_teacher: Any) -> Tuple[nn.Module, EnergyModel]:
+    """Fine-tuning: the student of ``model.init_from``, with its weights and energy model kept.
+
+    When the training data comes from another teacher than the student's (a GFN2-xTB student
+    fine-tuned on SevenNet labels), the reference energies and shift are refitted on the training
+    data: the two teachers' energy zeros differ by eV per atom, which the weights should not have to
+    learn. The scale (the network's output unit) is kept with the weights.
+    """
     overrides = [k for k in ("hidden", "n_interactions", "cutoff", "n_rbf", "elements") if getattr(m, k) is not None]
     if overrides:
         raise ConfigError(f"model.init_from={m.init_from} fixes the architecture and elements; set "
@@ -187,14 +195,28 @@ def student_from_checkpoint(m: ModelConfig, train_z: List[int], val_z: List[int]
         raise ConfigError(f"model.init_from={m.init_from} holds a {payload['preset']!r} student but model.preset is "
                           f"{m.preset!r}; set model.preset={payload['preset']}")
     elements = list(model.elements)
+    train_z = sorted(int(z) for z in np.unique(train["atomic_numbers"]))
     missing = sorted((set(train_z) | set(val_z)) - set(elements))
     if missing:
         raise ConfigError(f"the data has atomic numbers {missing} that the student in {m.init_from} does not "
                           f"support (it has {elements}); fine-tuning cannot add elements")
-    forces = np.asarray(train_forces, dtype=np.float64)
-    energy_model = energy_model_of(model, float(np.sqrt(np.mean(forces * forces))))
+    kept = energy_model_of(model, float(np.sqrt(np.mean(np.asarray(train["forces"], dtype=np.float64) ** 2))))
+    start_teacher = payload.get("teacher")
+    if start_teacher and data_teacher and recorded_teacher(start_teacher) != recorded_teacher(data_teacher):
+        fit = fit_energy_model(train["atomic_numbers"], train["n_atoms"], train["energy"], train["forces"], elements)
+        energy_model = replace(fit, scale=kept.scale)
+        apply_energy_model(model, energy_model)
+        logger.info("fine-tuning from %s (preset %s, teacher %s) on labels of %s: weights and scale kept, reference "
+                    "energies and shift refitted on the training data", m.init_from, payload.get("preset"),
+                    _teacher_text(start_teacher), _teacher_text(data_teacher))
+        return model, energy_model
     logger.info("fine-tuning from %s (preset %s): weights and energy model kept", m.init_from, payload.get("preset"))
-    return model, energy_model
+    return model, kept
+
+
+def _teacher_text(record: Any) -> str:
+    name, options = recorded_teacher(record)
+    return name + "".join(f" {v}" for v in options.values())
 
 
 def build_model(cfg: TrainConfig, plan: DataPlan) -> Tuple[nn.Module, EnergyModel]:
@@ -204,7 +226,7 @@ def build_model(cfg: TrainConfig, plan: DataPlan) -> Tuple[nn.Module, EnergyMode
     train_z = sorted(int(z) for z in np.unique(train_arrays["atomic_numbers"]))
     val_z = ds.dataset_elements(plan.val_path, plan.split.validation)
     if m.init_from:
-        return student_from_checkpoint(m, train_z, val_z, train_arrays["forces"])
+        return student_from_checkpoint(m, train_arrays, val_z, plan.dataset_metadata.get("teacher"))
     elements = student_elements(m, train_z, val_z)
     overrides = {k: getattr(m, k) for k in ("hidden", "n_interactions", "cutoff", "n_rbf") if getattr(m, k) is not None}
     model = build_student(m.preset, elements=elements, **overrides)
