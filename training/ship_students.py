@@ -47,6 +47,8 @@ def _training_data_line(cfg: dict) -> str:
     path = Path(str(cfg.get("data", {}).get("path", "")))
     if path.is_absolute() and path.is_relative_to(Path.cwd()):
         path = path.relative_to(Path.cwd())
+    elif path.is_absolute() and Path("data", path.name).resolve() == path.resolve():
+        path = Path("data", path.name)  # the recipe's name for a file kept outside the checkout (a link in data/)
     if not path.is_file():
         return f"- Training file: `{path}` (not present here to describe).\n"
     from collections import Counter
@@ -146,6 +148,9 @@ def model_card(preset: str, meta: dict, report, history_rows: int, run_dir: Path
                recipe: str = "", blind=None, blind_path: str = "", shipped: str = "") -> str:
     shipped = shipped or preset
     teacher, words, issue, _ = teacher_of(meta)
+    use = USE[preset] if teacher == "gfn2-xtb" else (
+        f"the energy surface of {words.split(' (')[0]} at a small model's cost: MD of small organic molecules "
+        "after running the protocols")
     relabelled = "" if teacher == "gfn2-xtb" else (
         f"\n- Labels: those geometries relabelled with {words} (`openmm-distill label --relabel`), no new sampling.")
     cfg = meta.get("training_config", {})
@@ -160,7 +165,7 @@ PaiNN student distilled from {words} for organic molecules with elements
 {', '.join(meta.get('element_symbols', []))}. {meta.get('n_parameters'):,} parameters, cutoff
 {meta.get('cutoff_angstrom')} Angstrom, compiled in {meta.get('dtype')} for OpenMM (positions nm, energy kJ/mol).
 
-- **Intended use:** {USE[preset]}.
+- **Intended use:** {use}.
 - **Not for:** charged or open-shell species, metals or elements outside the list above (refused
   with an error), condensed phases and periodic systems (trained on isolated molecules only),
   reactions and bond breaking (no such geometries in the data), anything where its teacher itself is
@@ -201,7 +206,7 @@ def main(argv=None) -> int:
     parser.add_argument("--suffix", default="", help="run folders are <runs>/<preset><suffix> (e.g. _chemistry)")
     parser.add_argument("--blind", help="labelled blind set (docs/chemistry.md); only for final students")
     parser.add_argument("--name-suffix", default="",
-                        help="shipped as <preset><name-suffix> (e.g. -sevennet0 for students of another teacher)")
+                        help="shipped as <preset><name-suffix> (e.g. --name-suffix=-sevennet0 for students of another teacher)")
     parser.add_argument("--presets", default=",".join(preset_names()))
     parser.add_argument("--recipe", action="append", default=[], metavar="PRESET=YAML",
                         help="the recipe a preset's run used, for its model card (default openmm_distill/recipes/PRESET.yaml)")

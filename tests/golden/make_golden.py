@@ -28,7 +28,7 @@ from openmm import app, unit
 
 HERE = Path(__file__).resolve().parent
 GOLDEN_FILE = HERE / "students.npz"
-STUDENTS = ("original", "tiny", "ultra-tiny")
+STUDENTS = ("original", "original-sevennet0", "tiny", "tiny-sevennet0", "ultra-tiny")
 # Two molecules in vacuum and a periodic box of 216 waters (exercises the periodic neighbour list).
 STRUCTURES = ("aspirin", "alanine_dipeptide", "water_box")
 BACKENDS = ("torch", "python")
