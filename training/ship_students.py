@@ -60,6 +60,7 @@ def _training_data_line(cfg: dict) -> str:
         methods = Counter(str(p.get("method", "?")) for p in ds.provenance)
     analogues = sum("_analogue" in n for n in names)
     chemistry = sum(n.startswith("chem_") for n in names)
+    focus = sum(n.startswith("chemfocus_") for n in names)
     by_method = ", ".join(f"{m} {n:,}" for m, n in methods.most_common())
     line = f"- Training file `{path}`: {n_structures:,} structures ({by_method}) of {len(names):,} molecules"
     if analogues:
@@ -70,6 +71,9 @@ def _training_data_line(cfg: dict) -> str:
         line += (f"; {chemistry:,} are the training chemistry (`systems/chemistry/train_chemistry.csv`: molecules drawn "
                  "by rule from ChEMBL drugs, FreeSolv and ZINC, none in the blind set or any other list; sampled "
                  "with `systems/chemistry/train_chemistry_sampling.yaml`)")
+    if focus:
+        line += (f"; {focus:,} are the focus list (`systems/chemistry/train_chemistry_focus.csv`: molecules carrying "
+                 "the functional groups the training chemistry is thin in, drawn by rule 6 of the same script)")
     return line + ".\n"
 
 
