@@ -22,7 +22,7 @@ from openmm_distill.export.student import SHIPPED_DIR
 from openmm_distill.export.torchscript import read_metadata
 from openmm_distill.models import preset_names
 from openmm_distill.targets import blind_targets
-from openmm_distill.teachers import recorded_teacher
+from openmm_distill.teachers import recorded_teacher, teacher_label
 from openmm_distill.training import evaluate_compiled
 
 USE = {
@@ -106,12 +106,11 @@ def teacher_of(meta: dict) -> tuple:
     """(registry name, words for the card, issue of the test-split targets, issue of the blind-set targets)
     of the teacher a student recorded."""
     record = meta.get("teacher") or {}
-    name, options = recorded_teacher(record)
+    name = recorded_teacher(record)[0]
     if name == "gfn2-xtb":
         return name, "**GFN2-xTB** (tblite)", "#4", "#15"
     version = record.get("version", "") if isinstance(record, dict) else ""
-    label = " ".join([name, *(str(v) for v in options.values())])
-    words = f"**{label}**" + (f" ({version})" if version else "")
+    words = f"**{teacher_label(record)}**" + (f" ({version})" if version else "")
     return name, words, "#16", "#16"
 
 

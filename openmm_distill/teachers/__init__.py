@@ -13,6 +13,7 @@ from openmm_distill.teachers.registry import (
     available_teachers,
     get_teacher,
     recorded_teacher,
+    teacher_label,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "available_teachers",
     "get_teacher",
     "recorded_teacher",
+    "teacher_label",
 ]

@@ -85,3 +85,10 @@ def recorded_teacher(record: Any) -> Tuple[str, Dict[str, Any]]:
     name = name.strip().lower() if isinstance(name, str) and name.strip() else DEFAULT_TEACHER
     keys = MODEL_CHOOSING_SETTINGS.get(name, ())
     return name, {k: settings[k] for k in keys if settings.get(k) is not None}
+
+
+def teacher_label(record: Any) -> str:
+    """A recorded teacher in words for logs and cards: the registry name and its model-choosing options
+    (``"sevennet 7net-0"``)."""
+    name, options = recorded_teacher(record)
+    return " ".join([name, *(str(v) for v in options.values())])

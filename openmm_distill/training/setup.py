@@ -27,7 +27,7 @@ from openmm_distill.elements import to_atomic_number
 from openmm_distill.errors import ConfigError
 from openmm_distill.models import build_student, count_parameters, load_checkpoint
 from openmm_distill.models.casting import cast_model
-from openmm_distill.teachers.registry import recorded_teacher
+from openmm_distill.teachers.registry import recorded_teacher, teacher_label
 from openmm_distill.training import datasets as ds
 from openmm_distill.training import distributed as ddp
 from openmm_distill.training.config import ModelConfig, TrainConfig
@@ -208,15 +208,10 @@ def student_from_checkpoint(m: ModelConfig, train: Dict[str, np.ndarray], val_z:
         apply_energy_model(model, energy_model)
         logger.info("fine-tuning from %s (preset %s, teacher %s) on labels of %s: weights and scale kept, reference "
                     "energies and shift refitted on the training data", m.init_from, payload.get("preset"),
-                    _teacher_text(start_teacher), _teacher_text(data_teacher))
+                    teacher_label(start_teacher), teacher_label(data_teacher))
         return model, energy_model
     logger.info("fine-tuning from %s (preset %s): weights and energy model kept", m.init_from, payload.get("preset"))
     return model, kept
-
-
-def _teacher_text(record: Any) -> str:
-    name, options = recorded_teacher(record)
-    return name + "".join(f" {v}" for v in options.values())
 
 
 def build_model(cfg: TrainConfig, plan: DataPlan) -> Tuple[nn.Module, EnergyModel]:
