@@ -129,3 +129,30 @@ def test_coverage_source_errors_name_the_source(tmp_path):
     bad.write_text("x")
     with pytest.raises(ConfigError, match="unknown suffix"):
         training_smiles([str(bad)])
+
+
+def test_assembled_list_is_new_and_brings_each_rare_group_to_the_bar():
+    listed = _rows(CHEMISTRY / "train_chemistry.csv") + _rows(CHEMISTRY / "train_chemistry_focus.csv")
+    assembled = _rows(CHEMISTRY / "train_chemistry_assembled.csv")
+    keys = {canonical_key(r["smiles"]) for r in assembled}
+    assert len(keys) == len(assembled) >= 1000
+    earlier = {canonical_key(r["smiles"]) for path in _other_lists() if path.name != "train_chemistry_assembled.csv"
+               for r in _rows(path)}
+    assert not keys & earlier
+    before = group_counts(r["smiles"] for r in listed)
+    added = group_counts(r["smiles"] for r in assembled)
+    for group in ("biguanide", "disulfide", "phosphorus-chlorine bond", "hydrazine or hydrazone"):
+        assert before[group] < 200 <= before[group] + added[group], group
+
+
+def test_assembling_stops_when_the_group_reaches_the_bar_and_skips_listed_molecules():
+    import sys
+
+    sys.path.insert(0, str(CHEMISTRY))
+    from assembled import assembled_rows
+
+    first = assembled_rows({"disulfide": 197}, set(), rare_below=200)
+    assert len(first) == 3 and all("disulfide" in functional_groups(r["smiles"]) for r in first)
+    again = assembled_rows({"disulfide": 197}, {first[0]["smiles"]}, rare_below=200)
+    assert first[0]["smiles"] not in {r["smiles"] for r in again} and len(again) == 3
+    assert assembled_rows({"disulfide": 200, "alcohol": 0}, set(), rare_below=200) == []

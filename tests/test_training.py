@@ -110,19 +110,21 @@ def test_overrides_are_parsed_as_yaml_and_round_trip(tmp_path):
     assert again == cfg
 
 
-CHEMISTRY_RECIPES = [f"{p}_chemistry" for p in PRESET_RECIPES]
+ALL_RECIPES = sorted(p.stem for p in RECIPES.glob("*.yaml"))
 
 
-@pytest.mark.parametrize("name", PRESET_RECIPES + ["smoke", "original_explored"] + CHEMISTRY_RECIPES)
+@pytest.mark.parametrize("name", ALL_RECIPES)
 def test_shipped_recipes_are_valid(name):
     cfg = load_config(RECIPES / f"{name}.yaml")
     if name != "smoke":
         assert cfg.model.preset == name.split("_")[0]
     assert cfg.data.path
-    if name == "original_explored":  # the fine-tuning round starts from the original recipe's output
-        assert Path(cfg.model.init_from) == Path(load_config(RECIPES / "original.yaml").run.output_dir) / "best.pt"
-    if name in CHEMISTRY_RECIPES:  # the chemistry round starts from the shipped student of its preset
-        assert cfg.model.init_from == cfg.model.preset and cfg.model.elements is None
+    start = cfg.model.init_from
+    if start and "/" in start:  # a later round starts from the output of another recipe
+        outputs = {Path(load_config(RECIPES / f"{n}.yaml").run.output_dir) for n in ALL_RECIPES if n != name}
+        assert Path(start).parent in outputs, f"{name}: init_from {start} is no recipe's output"
+    elif start:  # or from the shipped student of its preset
+        assert start.split("-sevennet0")[0] == cfg.model.preset and cfg.model.elements is None
 
 
 @pytest.mark.parametrize("name", PRESET_RECIPES)

@@ -33,6 +33,10 @@ training chemistry by an order of magnitude without choosing molecules by hand:
    list carry it. Rule 4's MOSES order goes on after the validation set's last molecule; a molecule is
    taken when it carries a rare group still short of ``PER_GROUP`` new molecules, until every rare group
    has them or ``SCAN_LIMIT`` entries have been looked at (MOSES lacks some groups, phosphorus among them).
+7. The assembled list (``train_chemistry_assembled.csv``, names ``chemrare_0001`` ...) fills what rule 6 could
+   not: groups still carried by fewer than ``RARE_BELOW`` molecules of the list and the focus list get
+   molecules assembled from templates (``assembled.py``: a group's SMILES templates, slots filled from one
+   vocabulary of substituents, taken in hashed order) until ``RARE_BELOW`` molecules carry them.
 
 Usage::
 
@@ -41,6 +45,7 @@ Usage::
     python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --check
     python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --validation
     python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --focus
+    python systems/chemistry/make_training_chemistry.py --source /tmp/sources/*.whl --assembled
 
 Label it (a few cheap geometries per molecule; resumable, sharded)::
 
@@ -54,6 +59,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set
 
+from assembled import assembled_rows
 from rules import admitted, csv_smiles, list_script, listed_smiles, rank, read_member, wheel_named
 
 HERE = Path(__file__).resolve().parent
@@ -61,6 +67,7 @@ CSV_PATH = HERE / "train_chemistry.csv"
 VALIDATION_PATH = HERE / "validation_chemistry.csv"
 VALIDATION = 48
 FOCUS_PATH = HERE / "train_chemistry_focus.csv"
+ASSEMBLED_PATH = HERE / "train_chemistry_assembled.csv"
 RARE_BELOW = 200      # list molecules carrying a group, below which the group is rare
 PER_GROUP = 100       # new molecules per rare group
 SCAN_LIMIT = 300_000  # MOSES entries looked at after the validation set
@@ -218,9 +225,20 @@ def focus_rows(sources: List[Path]) -> List[Dict[str, object]]:
     return rows
 
 
+def rare_rows(sources: List[Path]) -> List[Dict[str, object]]:
+    """Rule 7 (the sources are not read: it depends on the committed lists only)."""
+    from openmm_distill.systems.functional_groups import group_counts
+
+    listed, validation, focus = _read(CSV_PATH), _read(VALIDATION_PATH), _read(FOCUS_PATH)
+    counts = group_counts(r["smiles"] for r in listed + focus)
+    taken = listed_smiles(EXISTING_LISTS) | {r["smiles"] for r in listed + validation + focus}
+    return assembled_rows(counts, taken, RARE_BELOW)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     return list_script(__doc__, CSV_PATH, FIELDS, lambda sources: build(sources, listed_smiles(EXISTING_LISTS)), argv,
-                       others=(("validation", VALIDATION_PATH, validation_rows), ("focus", FOCUS_PATH, focus_rows)))
+                       others=(("validation", VALIDATION_PATH, validation_rows), ("focus", FOCUS_PATH, focus_rows),
+                               ("assembled", ASSEMBLED_PATH, rare_rows)))
 
 
 if __name__ == "__main__":
