@@ -61,6 +61,7 @@ _CHECKS = (
     ("angle_deg", "angle_deg_max", "max", "mean angular error (deg)"),
     ("energy_mae_mev_per_atom", "energy_mae_mev_per_atom_max", "max", "energy MAE (meV/atom)"),
 )
+METRIC_LABELS: Dict[str, str] = {metric: label for metric, _, _, label in _CHECKS}
 
 
 def targets_for(preset: Optional[str], teacher: str = "gfn2-xtb") -> Optional[Targets]:

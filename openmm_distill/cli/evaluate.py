@@ -30,13 +30,18 @@ examples:
 
 def _targets_table() -> str:
     """The preset targets (openmm_distill.targets, their one home) as the help's table."""
-    from openmm_distill.targets import TARGETS
+    from openmm_distill.targets import METRIC_LABELS, TARGETS, TEACHER_TARGETS
 
     lines = [f"  {'preset':12s} {'force R^2':11s} {'force MAE':11s} {'angle':9s} energy MAE"]
     for preset, t in TARGETS.items():
         lines.append(f"  {preset:12s} {'>= ' + format(t.force_r2_min, 'g'):11s} "
                      f"{'<= ' + format(t.force_mae_max, 'g'):11s} {'<= ' + format(t.angle_deg_max, 'g'):9s} "
                      f"<= {t.energy_mae_mev_per_atom_max:g} meV/atom")
+    for teacher, presets in TEACHER_TARGETS.items():
+        bars = "; ".join(f"{preset} " + ", ".join(f"{METRIC_LABELS[metric]} {'>=' if kind == 'min' else '<='} {bound:g}"
+                                                   for metric, (kind, bound) in tighter.items())
+                         for preset, tighter in presets.items())
+        lines.append(f"  (a student distilled from {teacher}: {bars})")
     return "\n".join(lines)
 
 
