@@ -61,6 +61,7 @@ def _training_data_line(cfg: dict) -> str:
     analogues = sum("_analogue" in n for n in names)
     chemistry = sum(n.startswith("chem_") for n in names)
     focus = sum(n.startswith("chemfocus_") for n in names)
+    assembled = sum(n.startswith("chemrare_") for n in names)
     by_method = ", ".join(f"{m} {n:,}" for m, n in methods.most_common())
     line = f"- Training file `{path}`: {n_structures:,} structures ({by_method}) of {len(names):,} molecules"
     if analogues:
@@ -74,12 +75,29 @@ def _training_data_line(cfg: dict) -> str:
     if focus:
         line += (f"; {focus:,} are the focus list (`systems/chemistry/train_chemistry_focus.csv`: molecules carrying "
                  "the functional groups the training chemistry is thin in, drawn by rule 6 of the same script)")
+    if assembled:
+        line += (f"; {assembled:,} are the assembled list (`systems/chemistry/train_chemistry_assembled.csv`: small "
+                 "molecules built from templates for the groups no source has, phosphorus, disulfides, thiocarbonyls "
+                 "and biguanides among them; rule 7 of the same script)")
     return line + ".\n"
 
 
 def _relative(path: str) -> Path:
     p = Path(path)
     return p.relative_to(Path.cwd()) if p.is_absolute() and p.is_relative_to(Path.cwd()) else p
+
+
+def _recipe_writing(output_dir: Path, preset: str) -> str:
+    """The built-in recipe whose ``run.output_dir`` is ``output_dir`` (else the preset's own recipe)."""
+    import yaml
+
+    from openmm_distill.recipes import recipes_dir
+
+    for path in sorted(recipes_dir("training").glob("*.yaml")):
+        run = (yaml.safe_load(path.read_text()) or {}).get("run") or {}
+        if run.get("output_dir") and Path(run["output_dir"]) == Path(output_dir):
+            return f"openmm_distill/recipes/{path.name}"
+    return f"openmm_distill/recipes/{preset}.yaml"
 
 
 def _recipe_section(preset: str, cfg: dict, meta: dict, history_rows, run_dir: Path, recipe: str) -> str:
@@ -97,7 +115,7 @@ def _recipe_section(preset: str, cfg: dict, meta: dict, history_rows, run_dir: P
     elif init_from:
         base = Path(init_from).parent
         text += (f" This was a fine-tuning round (`model.init_from`): it started from `{_relative(init_from)}`, the "
-                 f"student of `training/{preset}.yaml` (trained in {_training_minutes(base)}), and went on training "
+                 f"student of `{_recipe_writing(_relative(str(base)), preset)}` (trained in {_training_minutes(base)}), and went on training "
                  f"on the file above (the recipe's header says what was added, and how).")
     return text + "\nReproduce with the commands in `training/README.md` (\"What was actually run for the shipped files\")."
 
@@ -194,7 +212,7 @@ PaiNN student distilled from {words} for organic molecules with elements
 {rows}
 | force RMSE (eV/A) | {t['metrics']['force_rmse']:.4g} | | |
 
-Validation split at the best epoch: force MAE {val.get('force_mae', float('nan')):.4g} eV/A,
+Validation set (`{Path(str(cfg.get('data', {}).get('validation_path') or 'split of the training file')).name}`) at the best epoch: force MAE {val.get('force_mae', float('nan')):.4g} eV/A,
 R^2 {val.get('force_r2', float('nan')):.4g}, angle {val.get('angle_deg', float('nan')):.3g} deg,
 energy MAE {val.get('energy_mae_mev_per_atom', float('nan')):.3g} meV/atom.
 
