@@ -44,10 +44,8 @@ def _training_minutes(run_dir: Path) -> str:
 
 def _training_data_line(cfg: dict) -> str:
     """What the training file held, read from the file itself when it is here (molecules, structures, analogues)."""
-    path = Path(str(cfg.get("data", {}).get("path", "")))
-    if path.is_absolute() and path.is_relative_to(Path.cwd()):
-        path = path.relative_to(Path.cwd())
-    elif path.is_absolute() and Path("data", path.name).resolve() == path.resolve():
+    path = _relative(str(cfg.get("data", {}).get("path", "")))
+    if path.is_absolute() and Path("data", path.name).resolve() == path.resolve():
         path = Path("data", path.name)  # the recipe's name for a file kept outside the checkout (a link in data/)
     if not path.is_file():
         return f"- Training file: `{path}` (not present here to describe).\n"
