@@ -161,7 +161,7 @@ def test_explore_cli_resumes_a_killed_labelling_without_new_md(student, tmp_path
     from openmm_distill.data.store import open_dataset
 
     out = tmp_path / "explore.h5"
-    frames = tmp_path / "explore.frames.json.gz"
+    frames = tmp_path / "explore.explored"
     args = ["explore", "--student", str(student), "--smiles", "methanol=CO", "--temperatures", "500",
             "--length-ps", "0.2", "--frame-interval-fs", "50", "-o", str(out), "--quiet"]
     real_label = labelling.label
@@ -189,7 +189,47 @@ def test_explore_cli_resumes_a_killed_labelling_without_new_md(student, tmp_path
 
     # A cache made with another student is not reused: the MD runs (here: the stand-in that refuses to).
     out.unlink()
-    exploration.write_frames(str(frames), {"student": "another.pt"}, [])
+    frames.mkdir()
+    (frames / "header.json").write_text(json.dumps({"student": "another.pt"}))
     with pytest.raises(AssertionError, match="the MD ran again"):
         main(args)
     assert "exploring again" in capsys.readouterr().err
+
+
+def test_explore_cli_resumes_a_run_killed_during_the_md_from_the_molecules_done(student, tmp_path, monkeypatch,
+                                                                               capsys):
+    import openmm_distill.active_learning.exploration as exploration
+    from openmm_distill.cli import main
+    from openmm_distill.data.store import open_dataset
+
+    out = tmp_path / "explore.h5"
+    args = ["explore", "--student", str(student), "--smiles", "methanol=CO", "--smiles", "ethanol=CCO",
+            "--temperatures", "500", "--length-ps", "0.1", "--frame-interval-fs", "50", "-o", str(out), "--quiet"]
+    real = exploration.explore_molecule
+    explored = []
+
+    def killed_on_ethanol(model, spec, **kwargs):
+        if spec[0] == "ethanol":
+            raise KeyboardInterrupt
+        explored.append(spec[0])
+        return real(model, spec, **kwargs)
+
+    monkeypatch.setattr(exploration, "explore_molecule", killed_on_ethanol)
+    assert main(args) == 2 and explored == ["methanol"]
+    assert not out.exists() and len(list((tmp_path / "explore.explored").glob("*.json.gz"))) == 1
+
+    def counted(model, spec, **kwargs):
+        explored.append(spec[0])
+        return real(model, spec, **kwargs)
+
+    monkeypatch.setattr(exploration, "explore_molecule", counted)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert explored == ["methanol", "ethanol"]  # methanol's MD did not run again
+    assert "reusing 1 of 2 molecules" in capsys.readouterr().err
+    runs = json.loads((tmp_path / "explore.runs.json").read_text())["runs"]
+    assert [r["molecule"] for r in runs] == ["methanol", "ethanol"]
+    with open_dataset(out) as ds:
+        assert {ds[i].molecule for i in range(len(ds))} == {"methanol", "ethanol"}
+        assert len(ds) == sum(r["n_frames_kept"] for r in runs)
+    assert not (tmp_path / "explore.explored").exists()

@@ -26,9 +26,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import zlib
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -245,8 +246,21 @@ class ExplorationResult:
         return [asdict(r) for r in self.runs]
 
 
+def _checked_molecules(molecules: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    molecules = [(str(n), str(s)) for n, s in molecules]
+    names = [n for n, _ in molecules]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"molecule names must be unique; repeated: {duplicates[:5]}")
+    if not molecules:
+        raise ConfigError("nothing to explore: no molecules given")
+    return molecules
+
+
 def explore(model, molecules: Sequence[Tuple[str, str]], settings: Optional[ExplorationSettings] = None, *,
-            jobs: int = 1, show_progress: bool = True) -> ExplorationResult:
+            jobs: int = 1, show_progress: bool = True,
+            on_molecule: Optional[Callable[[Tuple[str, str], List[Geometry], List[ExploredRun]], None]] = None,
+            ) -> ExplorationResult:
     """Explore each ``(name, smiles)`` with the student; see the module docstring.
 
     Parameters
@@ -256,25 +270,76 @@ def explore(model, molecules: Sequence[Tuple[str, str]], settings: Optional[Expl
         Training molecules (names unique).
     jobs : int
         Molecules run at once, one worker process each (one CPU thread each).
+    on_molecule : callable, optional
+        ``on_molecule((name, smiles), geometries, runs)`` as soon as a molecule is done.
     """
     settings = settings or ExplorationSettings()
-    molecules = [(str(n), str(s)) for n, s in molecules]
-    names = [n for n, _ in molecules]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"molecule names must be unique; repeated: {duplicates[:5]}")
-    if not molecules:
-        raise ConfigError("nothing to explore: no molecules given")
+    molecules = _checked_molecules(molecules)
     student_name = load_student(model).name
+
+    def done(k: int, result: Tuple[List[Geometry], List[ExploredRun]]) -> None:
+        if on_molecule is not None:
+            on_molecule(molecules[k], *result)
+
     per_molecule = parallel.map_systems(explore_molecule, model, molecules, jobs=jobs, desc="exploration",
-                                        show_progress=show_progress, settings=settings, student_name=student_name)
+                                        show_progress=show_progress, on_result=done, settings=settings,
+                                        student_name=student_name)
     geometries = [g for gs, _ in per_molecule for g in gs]
     runs = [r for _, rs in per_molecule for r in rs]
     return ExplorationResult(geometries, runs)
 
 
-# The explored frames are cached beside the output until they are labelled, so
-# that a labelling job that is killed resumes without running the MD again.
+def explore_resumable(model, molecules: Sequence[Tuple[str, str]], settings: ExplorationSettings, cache_dir: str,
+                      header: Dict[str, Any], *, jobs: int = 1, show_progress: bool = True,
+                      log: Callable[[str], None] = lambda message: None) -> ExplorationResult:
+    """:func:`explore`, keeping each molecule's frames in ``cache_dir`` as soon as that molecule is done.
+
+    Run again after a kill (during the MD, or during the labelling that follows) with the same
+    ``header`` (JSON-plain: what the frames depend on, e.g. student, settings and molecules) and only
+    the molecules not yet explored run; a cache made with another header is discarded. Delete
+    ``cache_dir`` once the frames are labelled.
+    """
+    molecules = _checked_molecules(molecules)
+    header_path = os.path.join(cache_dir, "header.json")
+    if os.path.isdir(cache_dir):
+        try:
+            with open(header_path) as handle:
+                cached = json.load(handle)
+        except (OSError, ValueError):
+            cached = None
+        if cached != header:
+            log(f"{cache_dir} was explored with another student, settings or molecule list; exploring again")
+            shutil.rmtree(cache_dir)
+    if not os.path.isdir(cache_dir):
+        os.makedirs(cache_dir)
+        with open(f"{header_path}.tmp", "w") as handle:
+            json.dump(header, handle)
+        os.replace(f"{header_path}.tmp", header_path)
+
+    def path_of(k: int) -> str:
+        return os.path.join(cache_dir, f"{k:06d}.json.gz")
+
+    index = {m: k for k, m in enumerate(molecules)}
+    todo = [m for k, m in enumerate(molecules) if not os.path.exists(path_of(k))]
+    if len(todo) < len(molecules):
+        log(f"reusing {len(molecules) - len(todo)} of {len(molecules)} molecules explored by an unfinished "
+            f"earlier run ({cache_dir}); --no-resume explores again")
+    if todo:
+        log(f"exploring {len(todo)} molecules")
+        explore(model, todo, settings, jobs=jobs, show_progress=show_progress,
+                on_molecule=lambda m, geometries, runs: write_frames(
+                    path_of(index[m]), {"runs": [asdict(r) for r in runs]}, geometries))
+    geometries: List[Geometry] = []
+    runs: List[ExploredRun] = []
+    for k in range(len(molecules)):
+        kept, frames = read_frames(path_of(k))
+        geometries += frames
+        runs += [ExploredRun(**r) for r in kept["runs"]]
+    return ExplorationResult(geometries, runs)
+
+
+# Explored frames are cached until they are labelled (explore_resumable), so that
+# a killed job resumes without running the same MD again.
 FRAMES_FORMAT = "openmm-distill explored frames 1"
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
-from typing import Optional
 
-from openmm_distill.active_learning.exploration import read_frames
 from openmm_distill.cli.label import (
     add_molecule_arguments,
     add_output_arguments,
@@ -25,9 +24,10 @@ the frames just before a failure and the failing frame, are labelled by the
 teacher into an HDF5 dataset. A per-run record (which molecule failed, when,
 why) goes to OUTPUT with the suffix .runs.json.
 
-If the command is killed while labelling, run it again: the explored frames,
-kept until labelled (OUTPUT with the suffix .frames.json.gz), are reused
-instead of running the MD again, and the labelling resumes.
+If the command is killed, run it again: each molecule's explored frames are
+kept as soon as its MD ends, until they are labelled (a folder beside OUTPUT
+with the suffix .explored), so only the molecules not yet explored run again,
+and the labelling resumes.
 
 Merge the result into the training set and fine-tune the student from its
 checkpoint (model.init_from in the recipe). Explore training molecules only:
@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openmm_distill.active_learning.exploration import ExplorationSettings, explore, write_frames
+    from openmm_distill.active_learning.exploration import ExplorationSettings, explore_resumable
     from openmm_distill.data.labelling import label
     from openmm_distill.pipeline.stages import file_sha256
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                                    timestep_fs=args.timestep_fs, frame_interval_fs=args.frame_interval_fs,
                                    frames_before_failure=args.frames_before_failure, seed=args.seed)
     root, _ = os.path.splitext(args.output)
-    runs_path, frames_path = f"{root}.runs.json", f"{root}.frames.json.gz"
+    runs_path, cache_dir = f"{root}.runs.json", f"{root}.explored"
     # What the frames depend on; a cache made otherwise is not reused. JSON round trip: tuples become lists.
     header = json.loads(json.dumps({
         "student": args.student,
@@ -90,22 +90,22 @@ def run(args: argparse.Namespace) -> int:
         "student_sha256": file_sha256(args.student) if os.path.isfile(args.student) else None,
         "settings": {k: v for k, v in vars(settings).items() if k != "thresholds"},
         "molecules": [list(m) for m in molecules]}))
-    geometries = _cached_frames(frames_path, header) if args.resume else None
-    if geometries is None:
-        print(f"exploring {len(molecules)} molecules with {args.student} at "
-              f"{', '.join(f'{t:g}' for t in settings.temperatures_k)} K for {settings.length_ps:g} ps each",
-              file=sys.stderr)
-        result = explore(args.student, molecules, settings, jobs=args.jobs, show_progress=not args.quiet)
-        print(result.summary())
-        with open(runs_path, "w") as handle:
-            json.dump({"student": args.student, "settings": header["settings"],
-                       "runs": result.runs_as_dicts()}, handle, indent=1)
-        print(f"wrote {runs_path}")
-        geometries = result.geometries
-        if geometries:
-            write_frames(frames_path, header, geometries)
+    if not args.resume and os.path.isdir(cache_dir):
+        shutil.rmtree(cache_dir)
+    print(f"exploring {len(molecules)} molecules with {args.student} at "
+          f"{', '.join(f'{t:g}' for t in settings.temperatures_k)} K for {settings.length_ps:g} ps each",
+          file=sys.stderr)
+    result = explore_resumable(args.student, molecules, settings, cache_dir, header, jobs=args.jobs,
+                               show_progress=not args.quiet, log=lambda message: print(message, file=sys.stderr))
+    print(result.summary())
+    with open(runs_path, "w") as handle:
+        json.dump({"student": args.student, "settings": header["settings"],
+                   "runs": result.runs_as_dicts()}, handle, indent=1)
+    print(f"wrote {runs_path}")
+    geometries = result.geometries
     if not geometries:
         print("no geometries kept: nothing to label")
+        shutil.rmtree(cache_dir)
         return 0
     report = label(geometries, args.output, teacher=args.teacher,
                    teacher_options=teacher_options_from_args(args), n_workers=args.workers, resume=args.resume,
@@ -114,19 +114,5 @@ def run(args: argparse.Namespace) -> int:
                    progress=not args.quiet)
     print(report.summary())
     # The labelled file holds every frame now; the cache has done its job.
-    os.remove(frames_path)
+    shutil.rmtree(cache_dir)
     return 0
-
-
-def _cached_frames(path: str, header: dict) -> Optional[list]:
-    """Frames explored by an earlier, unfinished run of the same command, or None."""
-    if not os.path.exists(path):
-        return None
-    cached_header, geometries = read_frames(path)
-    if cached_header != header:
-        print(f"{path} was explored with another student, settings or molecule list; exploring again",
-              file=sys.stderr)
-        return None
-    print(f"reusing {len(geometries)} explored frames from {path} (an unfinished earlier run); "
-          f"--no-resume explores again", file=sys.stderr)
-    return geometries

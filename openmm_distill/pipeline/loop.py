@@ -13,6 +13,7 @@ training data plus every round's frames, and runs the protocols again.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from typing import Dict, List, Optional
 
@@ -77,15 +78,15 @@ def _round_seconds(costs: List[Dict[str, object]], round_: int) -> float:
 def explore_and_label(pipeline, round_: int, student: str, molecules: List[Molecule]) -> str:
     """Stage ``explore-<round>``: hot MD with ``student`` on ``molecules``, frames labelled into a dataset.
 
-    The frames are cached (``data/explore-<round>.frames.json.gz``) until labelled, so that a
-    run killed while labelling resumes the labelling instead of running the MD again.
+    Each molecule's frames are cached (``data/explore-<round>.explored/``) until labelled, so that a
+    killed run explores only the molecules not yet done, or resumes the labelling.
     """
-    from openmm_distill.active_learning.exploration import explore, read_frames, write_frames
+    from openmm_distill.active_learning.exploration import explore_resumable
     from openmm_distill.data.labelling import label
 
     cfg = pipeline.cfg
     path = pipeline.out / "data" / f"explore-{round_}.h5"
-    frames_path = path.with_suffix(".frames.json.gz")
+    cache_dir = path.with_suffix(".explored")
     settings = exploration_settings(cfg)
     header = json.loads(json.dumps({"student": file_sha256(student), "molecules": molecules,
                                     "settings": {k: v for k, v in vars(settings).items() if k != "thresholds"}}))
@@ -93,24 +94,18 @@ def explore_and_label(pipeline, round_: int, student: str, molecules: List[Molec
 
     def run():
         path.parent.mkdir(parents=True, exist_ok=True)
-        geometries = None
-        if frames_path.is_file():
-            cached_header, cached = read_frames(str(frames_path))
-            geometries = cached if cached_header == header else None
-        if geometries is None:
-            result = explore(student, molecules, settings, jobs=cfg.workers, show_progress=False)
-            pipeline.log(f"[explore-{round_}] {result.summary()}")
-            # Keys name the round: every round's student is called "student", and merged files need unique keys.
-            geometries = [replace(g, key=g.key.replace("/explore/", f"/explore-{round_}/", 1))
-                          for g in result.geometries]
-            (path.with_suffix(".runs.json")).write_text(json.dumps(result.runs_as_dicts(), indent=1))
-            write_frames(str(frames_path), header, geometries)
+        result = explore_resumable(student, molecules, settings, str(cache_dir), header, jobs=cfg.workers,
+                                   show_progress=False, log=lambda message: pipeline.log(f"[explore-{round_}] {message}"))
+        pipeline.log(f"[explore-{round_}] {result.summary()}")
+        # Keys name the round: every round's student is called "student", and merged files need unique keys.
+        geometries = [replace(g, key=g.key.replace("/explore/", f"/explore-{round_}/", 1)) for g in result.geometries]
+        (path.with_suffix(".runs.json")).write_text(json.dumps(result.runs_as_dicts(), indent=1))
         report = label(geometries, str(path), teacher=cfg.teacher.name, teacher_options=cfg.teacher.options,
                        n_workers=cfg.workers, resume=True, overwrite=True, progress=False,
                        creation_command=f"openmm-distill pipeline ({cfg.name}: explore round {round_})")
         pipeline.log(f"[explore-{round_}] labelled {report.n_structures_total} geometries, "
                      f"{report.n_failed_total} teacher failures")
-        frames_path.unlink()
+        shutil.rmtree(cache_dir)
         return {"dataset": str(path)}
 
     return pipeline.stage(f"explore-{round_}", inputs, run)["dataset"]

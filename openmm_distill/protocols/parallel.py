@@ -35,7 +35,8 @@ def _check_jobs(jobs: Optional[int]) -> int:
 
 
 def map_systems(fn: Callable[..., Any], model: openmm_setup.ModelLike, specs: Sequence[Any], *, jobs: Optional[int] = 1,
-                desc: str = "systems", show_progress: bool = True, **kwargs: Any) -> List[Any]:
+                desc: str = "systems", show_progress: bool = True,
+                on_result: Optional[Callable[[int, Any], None]] = None, **kwargs: Any) -> List[Any]:
     """``[fn(model, spec, **kwargs) for spec in specs]``, in ``jobs`` worker processes when ``jobs > 1``.
 
     Parameters
@@ -45,10 +46,18 @@ def map_systems(fn: Callable[..., Any], model: openmm_setup.ModelLike, specs: Se
     model : student name or compiled file (str or path) when ``jobs > 1``
     jobs : int
         Worker processes; 1 runs everything here, in order, with ``fn``'s own progress bars.
+    on_result : callable, optional
+        ``on_result(index, result)`` as soon as each spec is done (in completion order), so that a
+        caller can keep finished work before the whole map ends.
     """
     jobs = _check_jobs(jobs)
+    on_result = on_result or (lambda index, result: None)
     if jobs == 1 or len(specs) <= 1:
-        return [fn(model, spec, show_progress=show_progress, **kwargs) for spec in specs]
+        results_in_order = []
+        for k, spec in enumerate(specs):
+            results_in_order.append(fn(model, spec, show_progress=show_progress, **kwargs))
+            on_result(k, results_in_order[-1])
+        return results_in_order
     if not isinstance(model, (str, os.PathLike)):
         raise ConfigError(f"jobs={jobs} needs the student as a name or file path (workers load it themselves), "
                           f"got a {type(model).__name__}; use jobs=1 for an in-memory model")
@@ -61,7 +70,9 @@ def map_systems(fn: Callable[..., Any], model: openmm_setup.ModelLike, specs: Se
         bar = output.progress(total=len(specs), desc=f"{desc} ({jobs} workers)", enabled=show_progress,
                               unit_name="system")
         for future in as_completed(futures):
-            results[futures[future]] = future.result()
+            k = futures[future]
+            results[k] = future.result()
+            on_result(k, results[k])
             bar.update(1)
         bar.close()
     return results
