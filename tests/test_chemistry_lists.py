@@ -156,3 +156,23 @@ def test_assembling_stops_when_the_group_reaches_the_bar_and_skips_listed_molecu
     again = assembled_rows({"disulfide": 197}, {first[0]["smiles"]}, rare_below=200)
     assert first[0]["smiles"] not in {r["smiles"] for r in again} and len(again) == 3
     assert assembled_rows({"disulfide": 200, "alcohol": 0}, set(), rare_below=200) == []
+
+
+def test_hbond_exploration_list_holds_training_molecules_that_can_close_a_hydrogen_bond():
+    from rdkit import Chem
+
+    rows = _rows(ROOT / "openmm_distill" / "recipes" / "data" / "explore_hbond_molecules.csv")
+    training = {canonical_key(r["smiles"]) for name in ("train_chemistry.csv", "train_chemistry_focus.csv",
+                                                        "train_chemistry_assembled.csv")
+                for r in _rows(CHEMISTRY / name)}
+    validation = {canonical_key(r["smiles"]) for r in _rows(CHEMISTRY / "validation_chemistry.csv")}
+    keys = {canonical_key(r["smiles"]) for r in rows}
+    assert len(rows) == 160 and len(keys) == len(rows)
+    assert keys <= training and not keys & validation
+    for r in rows:
+        mol = Chem.AddHs(Chem.MolFromSmiles(r["smiles"]))
+        distances = Chem.GetDistanceMatrix(mol)
+        polar = [a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() in ("N", "O")]
+        donors = [i for i in polar if mol.GetAtomWithIdx(i).GetTotalNumHs(includeNeighbors=True)]
+        assert mol.GetNumAtoms() <= 45, r["name"]
+        assert any(4 <= distances[d, a] <= 9 for d in donors for a in polar if a != d), r["name"]
