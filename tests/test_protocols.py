@@ -540,7 +540,7 @@ def test_cli_runs_nve(student, tmp_path, capsys):
     from openmm_distill.cli import main
 
     code = main(["protocol", "nve", "--student", str(student), "--systems", "ethanol", "--equilibration-ps", "0.01",
-                 "--length-ps", "0.02", "--max-drift", "5", "-o", str(tmp_path / "cli"), "--no-progress"])
+                 "--length-ps", "0.02", "--max-drift", "5", "-o", str(tmp_path / "cli"), "--quiet"])
     assert code == 0
     data = _load(tmp_path / "cli" / "nve.json")
     assert data["settings"]["max_abs_drift_mev_per_atom_per_ps"] == 5.0 and data["settings"]["length_ps"] == 0.02

@@ -443,8 +443,10 @@ def test_evaluate_cli_on_compiled_student(trained, dataset, tmp_path, capsys):
     code = main(["evaluate", "--student", str(result.compiled_path), "--data", dataset, "--split", "test",
                  "--json", str(report_path)])
     assert code == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "force R^2" in text and "energy MAE (meV/atom)" in text and "FAIL" in text
+    assert "evaluate" in captured.err  # a progress bar by default, on stderr
     report = json.loads(report_path.read_text())
     assert report["preset"] == "ultra-tiny" and report["split_source"].startswith("student metadata")
     assert report["n_structures"] == result.test_metrics["n_structures"]
@@ -452,7 +454,9 @@ def test_evaluate_cli_on_compiled_student(trained, dataset, tmp_path, capsys):
     for key in ["force_mae", "force_r2", "angle_deg", "energy_mae_mev_per_atom"]:
         assert report["metrics"][key] == pytest.approx(result.test_metrics[key], rel=1e-4, abs=1e-4)
     assert report["targets"]["force_r2"]["target"] == 0.95 and report["passed"] is False
-    assert main(["evaluate", "--student", str(result.compiled_path), "--data", dataset, "--fail-on-miss"]) == 3
+    assert main(["evaluate", "--student", str(result.compiled_path), "--data", dataset, "--fail-on-miss",
+                 "--quiet"]) == 3
+    assert "evaluate" not in capsys.readouterr().err
 
 
 def test_hessian_distillation_trains(dataset, tmp_path):

@@ -1,6 +1,8 @@
 """``openmm-distill evaluate``: accuracy of a compiled student against a dataset's teacher labels."""
 from __future__ import annotations
 
+import argparse
+
 HELP = "measure a compiled student's accuracy on a labelled dataset and check its targets"
 DESCRIPTION = """Evaluate a compiled student (the TorchScript file OpenMM runs) on an HDF5 dataset.
 
@@ -72,7 +74,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--coverage-plot", metavar="PNG", default=None,
                         help="with --coverage: also draw training counts beside the error per group")
     parser.add_argument("--fail-on-miss", action="store_true", help="exit with status 3 if a target is missed")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)  # old spelling: bars are the default now
 
 
 def run(args) -> int:
@@ -87,7 +90,7 @@ def run(args) -> int:
     if args.worst < 0:
         raise ConfigError(f"--worst must be >= 0, got {args.worst}")
     report = evaluate_compiled(args.student, args.data, split=args.split, preset=args.preset,
-                               max_structures=args.max_structures, min_force=args.min_force, progress=args.progress)
+                               max_structures=args.max_structures, min_force=args.min_force, progress=not args.quiet)
     payload = report.as_dict()
     text = [report.format()]
     if args.worst:

@@ -95,7 +95,7 @@ def _common(p: argparse.ArgumentParser, *, multi_student: bool = False) -> None:
                         "(about 2x faster on CPU; compiles for 20 s to 2 min first)")
     p.add_argument("--threads", type=int, help="CPU threads for torch and OpenMP (set 1 on a busy shared machine)")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bars")
 
 
 def _nve_options(p: argparse.ArgumentParser) -> None:
