@@ -1,6 +1,9 @@
 """Built-in recipes are package data, found by name from any directory, and never shadow a user's file."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from openmm_distill.data.sampling import SamplingConfig
@@ -36,3 +39,21 @@ def test_unknown_recipes_list_the_builtin_ones(tmp_path, monkeypatch):
         find_recipe("training/tiny.yaml")
     with pytest.raises(ConfigError, match="'plots'"):
         recipes_dir("plots")
+
+
+def test_the_rebuild_script_makes_every_file_a_shipped_students_card_names():
+    """training/rebuild_data.sh rebuilds the data of the recipes the shipped students name, and their blind sets."""
+    root = Path(__file__).resolve().parents[1]
+    script = (root / "training" / "rebuild_data.sh").read_text()
+    made = set(re.findall(r"^\s*(?:label|merge) (data/\S+\.h5)", script, re.M))
+    made |= set(re.findall(r"\bout=(data/\S+\.h5)", script))
+    cards = sorted((root / "openmm_distill" / "students").glob("*.md"))
+    assert len(cards) >= 5
+    for card in cards:
+        text = card.read_text()
+        recipe = re.search(r"## Recipe\s+`(openmm_distill/recipes/[\w.-]+\.yaml)`", text)
+        assert recipe, f"{card.name} names no recipe"
+        data = load_config(root / recipe.group(1)).data
+        needed = {data.path, data.validation_path, data.test_path} - {None}
+        needed |= set(re.findall(r"--data (data/\S+\.h5)", text))
+        assert needed - made == set(), (card.name, needed - made)
