@@ -19,9 +19,13 @@ _spec.loader.exec_module(golden)
 
 # Relative energy tolerance: a few float32 roundings of a sum of per-atom energies.
 ENERGY_RTOL = 1e-6
-# Force tolerance in kJ/mol/nm: 1e-4 absolute plus float32 rounding of the largest force.
+# Force tolerance in kJ/mol/nm: 1e-4 absolute plus float32 reduction-order noise on the largest
+# force. torch's CPU kernels sum in a different order on other CPUs (SIMD width): on an AMD EPYC
+# the forces differ from the stored ones (made on another CPU) by up to 5.2e-6 of the largest
+# force (about 44 float32 ulps) while energies agree to 1e-6. A real change to a model moves forces
+# by orders of magnitude more.
 FORCE_ATOL = 1e-4
-FORCE_RTOL_OF_MAX = 1e-6
+FORCE_RTOL_OF_MAX = 2e-5
 
 
 @pytest.fixture(scope="module")
