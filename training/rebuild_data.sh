@@ -7,13 +7,13 @@
 #   bash training/rebuild_data.sh [--workers N] [STAGE ...]
 #
 # Stages (default: eval train hbond):
-#   eval      the evaluation sets: catalog validation and test splits, chemistry validation set,
-#             blind set (GFN2-xTB MD at 300-600 K; about 40 min on one core)
-#   train     catalog training split, its close contacts, the 10,000-molecule training chemistry,
-#             the focus and assembled lists, merged into data/train_chemistry_assembled.h5
-#             (about 2 h on two cores)
+#   eval      the evaluation sets: catalog test split, blind set, chemistry validation set, catalog
+#             validation split (GFN2-xTB MD at 300-600 K; the test split alone: 30-40 min, one worker)
+#   train     catalog training split, its close contacts, the 10,000-molecule training chemistry
+#             (38 min with two workers), the focus and assembled lists, merged into
+#             data/train_chemistry_assembled.h5
 #   hbond     the hydrogen-bond exploration of tiny's last round, with the `tiny` that ran it (taken
-#             from git history), merged into data/train_chemistry_hbond.h5 (about 40 min)
+#             from git history), merged into data/train_chemistry_hbond.h5
 #   sevennet  the SevenNet-0 relabels of the train and eval stages (issue #16; needs `.[sevennet]`;
 #             about 100 ms a structure)
 #
