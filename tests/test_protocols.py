@@ -633,3 +633,65 @@ def test_merge_joins_stability_parts(student, tmp_path):
     assert out.results["settings"]["thresholds"]["max_bond_deviation_angstrom"] == 0.5
     assert "| ethanol | 9 | 300 |" in out.summary and "| formamide | 6 | 300 |" in out.summary
     assert _load(tmp_path / "merged" / "stability.json")["merged_from"] == [str(p.output_dir) for p in parts]
+
+
+# -- a killed sweep resumes ------------------------------------------------------------------------------
+
+def _counting(monkeypatch, module, name, crash_on=None):
+    """Replace ``module.name`` (a per-system function) by a wrapper that records the systems it ran."""
+    ran = []
+    real = getattr(module, name)
+
+    def wrapper(model, spec, **kwargs):
+        if spec == crash_on:
+            raise KeyboardInterrupt(f"killed while running {spec}")
+        ran.append(spec)
+        return real(model, spec, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return ran
+
+
+def test_a_killed_stability_sweep_reruns_only_the_unfinished_systems(student, tmp_path, monkeypatch):
+    import openmm_distill.protocols.stability as stability
+
+    settings = StabilitySettings(temperatures_k=(300.0,), length_ps=0.02, watchdog_interval_steps=10,
+                                 frame_interval_fs=10.0)
+    folder = tmp_path / "stab"
+    with monkeypatch.context() as patch:
+        _counting(patch, stability, "run_stability", crash_on="formamide")
+        with pytest.raises(KeyboardInterrupt):
+            run_stability_protocol(student, ["ethanol", "formamide"], settings, folder, show_progress=False)
+    assert not (folder / "stability.json").exists()
+    kept = _load(folder / "systems" / "ethanol.json")["record"]
+    assert kept["system"]["name"] == "ethanol"
+
+    ran = _counting(monkeypatch, stability, "run_stability")
+    out = run_stability_protocol(student, ["ethanol", "formamide"], settings, folder, show_progress=False)
+    assert ran == ["formamide"]
+    systems = _load(out.json_path)["systems"]
+    assert [r["system"]["name"] for r in systems] == ["ethanol", "formamide"] and systems[0] == kept
+    assert folder / "stability_ethanol_300K.dcd" in out.files and folder / "stability_formamide.png" in out.files
+    assert "| ethanol | 9 | 300 |" in out.summary and "| formamide | 6 | 300 |" in out.summary
+
+    run_stability_protocol(student, ["ethanol", "formamide"], replace(settings, length_ps=0.03), folder,
+                           show_progress=False)
+    assert ran == ["formamide", "ethanol", "formamide"]  # other settings: measured again
+
+
+def test_cli_nve_resumes_and_no_resume_measures_again(student, tmp_path, capsys, monkeypatch):
+    import openmm_distill.protocols.nve as nve
+    from openmm_distill.cli import main
+
+    ran = _counting(monkeypatch, nve, "run_nve")
+    args = ["protocol", "nve", "--student", str(student), "--systems", "ethanol,water:1", "--equilibration-ps",
+            "0.005", "--length-ps", "0.01", "--threads", "1", "--quiet", "-o", str(tmp_path / "nve")]
+    assert main(args) == 0
+    (tmp_path / "nve" / "systems" / "water_1.json").write_text('{"fingerprint": "')  # cut short by a kill
+    capsys.readouterr()
+    assert main(args) == 0
+    assert ran == ["ethanol", "water:1", "water:1"]
+    assert "resuming, 1 of 2 systems already done" in capsys.readouterr().err
+    assert main(args + ["--no-resume"]) == 0
+    assert ran == ["ethanol", "water:1", "water:1", "ethanol", "water:1"]
+    assert [r["system"]["n_atoms"] for r in _load(tmp_path / "nve" / "nve.json")["systems"]] == [9, 3]

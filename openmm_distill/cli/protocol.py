@@ -29,6 +29,9 @@ a whole split in parts (array-job tasks, or batches on a small machine), then on
   openmm-distill protocol nve --student original --split test --full --shard 0/4 -o runs/nve/part0
   ...                                                                  --shard 3/4 -o runs/nve/part3
   openmm-distill protocol merge runs/nve/part0 runs/nve/part1 runs/nve/part2 runs/nve/part3 -o runs/nve/all
+
+NVE and stability keep each finished system in <output>/systems/; if a run is killed, the same
+command again simulates only the systems that were not finished.
 """
 
 PROTOCOL_HELP = {
@@ -159,6 +162,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--shard", metavar="I/N",
                            help="run only systems I, I+N, I+2N, ... of the list (0-based), e.g. one array-job "
                                 "task; join the parts' folders with `openmm-distill protocol merge`")
+            p.add_argument("--no-resume", dest="resume", action="store_false",
+                           help="simulate every system again; by default a rerun into the same output folder "
+                                "reuses the systems a killed run of the same student and settings finished")
         if name == "nve":
             _nve_options(p)
         elif name == "stability":
@@ -278,10 +284,10 @@ def run(args: argparse.Namespace) -> int:
             systems = shard_items(systems, args.shard)
         if name == "nve":
             out = protocols.run_nve_protocol(args.student, systems, nve_settings(args), args.output, jobs=args.jobs,
-                                             **kw)
+                                             resume=args.resume, **kw)
         elif name == "stability":
             out = protocols.run_stability_protocol(args.student, systems, stability_settings(args), args.output,
-                                                   jobs=args.jobs, **kw)
+                                                   jobs=args.jobs, resume=args.resume, **kw)
         elif name == "accuracy":
             systems_arg = args.systems if args.dataset else systems  # with a dataset: only an optional filter
             out = protocols.run_accuracy_protocol(args.student, systems_arg, accuracy_settings(args), args.output,

@@ -27,6 +27,7 @@ from openmm_distill.protocols.drift import DriftAnalysis, analyse_energy_series
 from openmm_distill.protocols.openmm_setup import ModelLike
 from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.plots import plot_nve
+from openmm_distill.protocols.resume import SystemRecords, fingerprint, resume_notice
 from openmm_distill.systems.resolve import MolecularSystem, resolve_system, safe_name, system_specs
 from openmm_distill.units import PICOSECOND_TO_FEMTOSECOND
 
@@ -322,7 +323,7 @@ def summarize_nve(records: Sequence[Dict[str, Any]], settings: NVESettings, mode
 def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] = None,
                      settings: Optional[NVESettings] = None, output_dir: Union[None, str, Path] = None, *,
                      platform: Optional[str] = None, precision: Optional[str] = None, backend: str = "torch",
-                     show_progress: bool = True, jobs: int = 1) -> ProtocolOutput:
+                     show_progress: bool = True, jobs: int = 1, resume: bool = True) -> ProtocolOutput:
     """Run :func:`run_nve` on each system and write ``nve.json``, one PNG and CSV per system, ``summary.md``.
 
     Parameters
@@ -334,16 +335,21 @@ def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] 
     jobs : int
         Systems simulated at once, one worker process (one thread) each; see
         :func:`openmm_distill.protocols.parallel.map_systems`.
+    resume : bool
+        Reuse the systems a killed run of the same student and settings finished in ``output_dir``
+        (see :mod:`openmm_distill.protocols.resume`); False measures everything again.
     """
     settings = settings or NVESettings.quick()
     output_dir = Path(output_dir) if output_dir is not None else output.default_output_dir("nve", model)
     output_dir.mkdir(parents=True, exist_ok=True)
     specs = system_specs(systems)
-    results: List[NVEResult] = parallel.map_systems(run_nve, model, specs, jobs=jobs, desc="NVE",
-                                                    show_progress=show_progress, settings=settings, platform=platform,
-                                                    precision=precision, backend=backend)
-    files: List[Path] = []
-    for result in results:
+    records = SystemRecords(output_dir, fingerprint(model, settings=asdict(settings), platform=platform,
+                                                    precision=precision, backend=backend), resume)
+    todo = records.todo(specs)
+    resume_notice("NVE", len(specs) - len(todo), len(specs), records.folder)
+
+    def keep(k: int, result: NVEResult) -> None:
+        files: List[Path] = []
         if result.series is not None and result.analysis is not None:
             stem = safe_name(result.system["name"])
             files.append(_write_series_csv(output_dir / f"nve_{stem}.csv", result.series))
@@ -352,9 +358,15 @@ def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] 
                                   result.system["n_atoms"], result.analysis.drift_mev_per_atom_per_ps,
                                   settings.max_abs_drift_mev_per_atom_per_ps,
                                   title=f"{result.system['name']}: NVE, {settings.timestep_fs:g} fs"))
+        records.keep(todo[k], result.as_dict(), files)
+
+    parallel.map_systems(run_nve, model, todo, jobs=jobs, desc="NVE", show_progress=show_progress, on_result=keep,
+                         settings=settings, platform=platform, precision=precision, backend=backend)
+    systems_out = records.records(specs)
     name = openmm_setup.model_label(model)
     payload = {"protocol": "nve", "model": openmm_setup.student_info(model), "settings": asdict(settings),
                "environment": environment.environment_info(),
-               "all_passed": bool(results) and all(r.passed for r in results),
-               "systems": [r.as_dict() for r in results]}
-    return output.finish("nve", output_dir, payload, summarize_nve(payload["systems"], settings, name), files)
+               "all_passed": bool(systems_out) and all(r["passed"] for r in systems_out),
+               "systems": systems_out}
+    return output.finish("nve", output_dir, payload, summarize_nve(systems_out, settings, name),
+                         records.files(specs))

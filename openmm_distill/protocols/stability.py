@@ -26,6 +26,7 @@ from openmm_distill.protocols import environment, openmm_setup, output, parallel
 from openmm_distill.protocols.openmm_setup import ModelLike
 from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.plots import plot_stability
+from openmm_distill.protocols.resume import SystemRecords, fingerprint, resume_notice
 from openmm_distill.protocols.stability_summary import summarize_stability
 from openmm_distill.protocols.trajectory_analysis import analyse_trajectory
 from openmm_distill.systems.resolve import MolecularSystem, resolve_system, safe_name, system_specs
@@ -261,28 +262,38 @@ def run_stability(model: ModelLike, system: Union[str, MolecularSystem], setting
 def run_stability_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] = None,
                            settings: Optional[StabilitySettings] = None, output_dir: Union[None, str, Path] = None, *,
                            platform: Optional[str] = None, precision: Optional[str] = None, backend: str = "torch",
-                           show_progress: bool = True, jobs: int = 1) -> ProtocolOutput:
+                           show_progress: bool = True, jobs: int = 1, resume: bool = True) -> ProtocolOutput:
     """Run :func:`run_stability` on each system; write ``stability.json``, DCD/PDB and PNG per system, ``summary.md``.
 
     ``jobs`` systems run at once, one worker process each (see :mod:`openmm_distill.protocols.parallel`).
+    With ``resume`` (the default) the systems that a killed run of the same student and settings
+    finished in ``output_dir`` are reused, not simulated again (:mod:`openmm_distill.protocols.resume`).
     """
     settings = settings or StabilitySettings.quick()
     output_dir = Path(output_dir) if output_dir is not None else output.default_output_dir("stability", model)
     output_dir.mkdir(parents=True, exist_ok=True)
-    results: List[StabilityResult] = parallel.map_systems(
-        run_stability, model, system_specs(systems), jobs=jobs, desc="stability", show_progress=show_progress,
-        settings=settings, output_dir=output_dir, platform=platform, precision=precision, backend=backend)
-    files: List[Path] = []
-    for result in results:
-        for run in result.runs:
-            files += [Path(p) for p in (run.trajectory, run.topology_pdb) if p]
+    specs = system_specs(systems)
+    records = SystemRecords(output_dir, fingerprint(model, settings=asdict(settings), platform=platform,
+                                                    precision=precision, backend=backend), resume)
+    todo = records.todo(specs)
+    resume_notice("stability", len(specs) - len(todo), len(specs), records.folder)
+
+    def keep(k: int, result: StabilityResult) -> None:
+        files = [Path(p) for run in result.runs for p in (run.trajectory, run.topology_pdb) if p]
         if result.runs:
             stem = safe_name(result.system["name"])
             files.append(plot_stability(output_dir / f"stability_{stem}.png", [r.as_dict() for r in result.runs],
                                         title=f"{result.system['name']}: NVT stability"))
+        records.keep(todo[k], result.as_dict(), files)
+
+    parallel.map_systems(run_stability, model, todo, jobs=jobs, desc="stability", show_progress=show_progress,
+                         on_result=keep, settings=settings, output_dir=output_dir, platform=platform,
+                         precision=precision, backend=backend)
+    systems_out = records.records(specs)
     payload = {"protocol": "stability", "model": openmm_setup.student_info(model), "settings": asdict(settings),
                "environment": environment.environment_info(),
-               "all_survived": bool(results) and all(r.survived() for r in results),
-               "systems": [r.as_dict() for r in results]}
+               "all_survived": bool(systems_out) and all(r["survived_all"] for r in systems_out),
+               "systems": systems_out}
     return output.finish("stability", output_dir, payload,
-                         summarize_stability(payload["systems"], settings, openmm_setup.model_label(model)), files)
+                         summarize_stability(systems_out, settings, openmm_setup.model_label(model)),
+                         records.files(specs))

@@ -1,0 +1,105 @@
+"""Each finished system's record kept on disk, so that an NVE or stability sweep killed part-way resumes.
+
+A sweep of a 64-molecule split at 100 ps runs for hours; the protocol's JSON is written only at the
+end, so without this a kill loses every molecule already simulated. Each record goes to
+``<output>/systems/<name>.json`` as soon as its system is done, with a fingerprint of what was
+measured (the student file's SHA-256, the settings, backend, platform and precision). Running the
+same command again reuses the records whose fingerprint matches and simulates the rest; a changed
+student or setting measures everything again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from openmm_distill.checksums import file_sha256
+from openmm_distill.export.student import load_student
+from openmm_distill.protocols.openmm_setup import ModelLike
+from openmm_distill.protocols.output import to_jsonable, write_json
+from openmm_distill.systems.resolve import safe_name
+
+import openmm
+
+
+def fingerprint(model: ModelLike, **measured: Any) -> Optional[str]:
+    """SHA-256 of the student file and ``measured`` (settings, backend, ...); None for an ``openmm.System``.
+
+    A ready System cannot be identified cheaply (serialising a TorchForce to XML crashes in
+    openmmtorch 1.5), so its sweeps are not resumed.
+    """
+    if isinstance(model, openmm.System):
+        return None
+    what = {"student": file_sha256(load_student(model).path), **to_jsonable(measured)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def system_key(spec: Any) -> str:
+    """The file name stem of a system argument (a name, SMILES, file, or MolecularSystem)."""
+    return safe_name(spec if isinstance(spec, str) else getattr(spec, "name", str(spec)))
+
+
+class SystemRecords:
+    """Finished systems' records (``record``, the protocol's per-system dict, and the ``files`` written for it).
+
+    Parameters
+    ----------
+    output_dir : path
+        The protocol's output folder; records go to its ``systems/`` subfolder.
+    fingerprint : str or None
+        What was measured (see :func:`fingerprint`); None keeps records in memory only.
+    resume : bool
+        Reuse matching records already on disk (False: measure everything again).
+    """
+
+    def __init__(self, output_dir: Path, fingerprint: Optional[str], resume: bool = True):
+        self.folder = Path(output_dir) / "systems"
+        self.fingerprint = fingerprint
+        self.resume = resume and fingerprint is not None
+        self._kept: Dict[str, Dict[str, Any]] = {}
+
+    def _path(self, spec: Any) -> Path:
+        return self.folder / f"{system_key(spec)}.json"
+
+    def done(self, spec: Any) -> Optional[Dict[str, Any]]:
+        """``{"record": ..., "files": [...]}`` of a finished system, or None if it is still to run."""
+        key = system_key(spec)
+        if key in self._kept:
+            return self._kept[key]
+        if not self.resume or not self._path(spec).is_file():
+            return None
+        try:
+            saved = json.loads(self._path(spec).read_text())
+        except (OSError, ValueError):  # a record cut short by a kill: measure again
+            return None
+        if saved.get("fingerprint") != self.fingerprint:
+            return None
+        self._kept[key] = saved
+        return saved
+
+    def keep(self, spec: Any, record: Dict[str, Any], files: List[Path]) -> None:
+        """Remember a finished system (on disk at once, unless there is no fingerprint)."""
+        saved = to_jsonable({"fingerprint": self.fingerprint, "record": record, "files": [str(f) for f in files]})
+        self._kept[system_key(spec)] = saved
+        if self.fingerprint is not None:
+            write_json(self._path(spec), saved)
+
+    def todo(self, specs: List[Any]) -> List[Any]:
+        """The systems of ``specs`` that have no matching record."""
+        return [spec for spec in specs if self.done(spec) is None]
+
+    def records(self, specs: List[Any]) -> List[Dict[str, Any]]:
+        """The records of ``specs``, in their order (all must be done)."""
+        return [self.done(spec)["record"] for spec in specs]
+
+    def files(self, specs: List[Any]) -> List[Path]:
+        return [Path(f) for spec in specs for f in self.done(spec)["files"]]
+
+
+def resume_notice(protocol: str, n_done: int, n_total: int, folder: Path) -> None:
+    """One line on stderr when a run reuses finished systems (so that nobody mistakes it for a fresh run)."""
+    if n_done:
+        print(f"{protocol}: resuming, {n_done} of {n_total} systems already done in {folder} "
+              "(--no-resume measures them again)", file=sys.stderr)
