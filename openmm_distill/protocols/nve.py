@@ -27,7 +27,7 @@ from openmm_distill.protocols.drift import DriftAnalysis, analyse_energy_series
 from openmm_distill.protocols.openmm_setup import ModelLike
 from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.plots import plot_nve
-from openmm_distill.protocols.resume import SystemRecords, fingerprint, resume_notice
+from openmm_distill.protocols.resume import open_records
 from openmm_distill.systems.resolve import MolecularSystem, resolve_system, safe_name, system_specs
 from openmm_distill.units import PICOSECOND_TO_FEMTOSECOND
 
@@ -343,10 +343,8 @@ def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] 
     output_dir = Path(output_dir) if output_dir is not None else output.default_output_dir("nve", model)
     output_dir.mkdir(parents=True, exist_ok=True)
     specs = system_specs(systems)
-    records = SystemRecords(output_dir, fingerprint(model, settings=asdict(settings), platform=platform,
-                                                    precision=precision, backend=backend), resume)
-    todo = records.todo(specs)
-    resume_notice("NVE", len(specs) - len(todo), len(specs), records.folder)
+    records, todo = open_records("NVE", model, specs, output_dir, settings, platform=platform,
+                                 precision=precision, backend=backend, resume=resume)
 
     def keep(k: int, result: NVEResult) -> None:
         files: List[Path] = []

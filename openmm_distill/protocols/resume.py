@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from openmm_distill.checksums import file_sha256
 from openmm_distill.export.student import load_student
@@ -98,8 +99,14 @@ class SystemRecords:
         return [Path(f) for spec in specs for f in self.done(spec)["files"]]
 
 
-def resume_notice(protocol: str, n_done: int, n_total: int, folder: Path) -> None:
-    """One line on stderr when a run reuses finished systems (so that nobody mistakes it for a fresh run)."""
-    if n_done:
-        print(f"{protocol}: resuming, {n_done} of {n_total} systems already done in {folder} "
-              "(--no-resume measures them again)", file=sys.stderr)
+def open_records(protocol: str, model: ModelLike, specs: List[Any], output_dir: Path, settings: Any, *,
+                 platform: Optional[str], precision: Optional[str], backend: str, resume: bool
+                 ) -> Tuple[SystemRecords, List[Any]]:
+    """A sweep's records and the systems still to run; one line on stderr when some are reused."""
+    records = SystemRecords(output_dir, fingerprint(model, settings=asdict(settings), platform=platform,
+                                                    precision=precision, backend=backend), resume)
+    todo = records.todo(specs)
+    if len(todo) < len(specs):  # so that nobody mistakes a resumed run for a fresh one
+        print(f"{protocol}: resuming, {len(specs) - len(todo)} of {len(specs)} systems already done in "
+              f"{records.folder} (--no-resume measures them again)", file=sys.stderr)
+    return records, todo

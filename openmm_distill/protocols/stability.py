@@ -26,7 +26,7 @@ from openmm_distill.protocols import environment, openmm_setup, output, parallel
 from openmm_distill.protocols.openmm_setup import ModelLike
 from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.plots import plot_stability
-from openmm_distill.protocols.resume import SystemRecords, fingerprint, resume_notice
+from openmm_distill.protocols.resume import open_records
 from openmm_distill.protocols.stability_summary import summarize_stability
 from openmm_distill.protocols.trajectory_analysis import analyse_trajectory
 from openmm_distill.systems.resolve import MolecularSystem, resolve_system, safe_name, system_specs
@@ -273,10 +273,8 @@ def run_stability_protocol(model: ModelLike, systems: Union[None, str, Sequence[
     output_dir = Path(output_dir) if output_dir is not None else output.default_output_dir("stability", model)
     output_dir.mkdir(parents=True, exist_ok=True)
     specs = system_specs(systems)
-    records = SystemRecords(output_dir, fingerprint(model, settings=asdict(settings), platform=platform,
-                                                    precision=precision, backend=backend), resume)
-    todo = records.todo(specs)
-    resume_notice("stability", len(specs) - len(todo), len(specs), records.folder)
+    records, todo = open_records("stability", model, specs, output_dir, settings, platform=platform,
+                                 precision=precision, backend=backend, resume=resume)
 
     def keep(k: int, result: StabilityResult) -> None:
         files = [Path(p) for run in result.runs for p in (run.trajectory, run.topology_pdb) if p]
