@@ -695,3 +695,23 @@ def test_cli_nve_resumes_and_no_resume_measures_again(student, tmp_path, capsys,
     assert main(args + ["--no-resume"]) == 0
     assert ran == ["ethanol", "water:1", "water:1", "ethanol", "water:1"]
     assert [r["system"]["n_atoms"] for r in _load(tmp_path / "nve" / "nve.json")["systems"]] == [9, 3]
+
+
+def test_a_changed_structure_is_measured_again(student, tmp_path, monkeypatch):
+    import openmm_distill.protocols.nve as nve
+
+    ran = _counting(monkeypatch, nve, "run_nve")
+    settings = NVESettings(equilibration_ps=0.005, length_ps=0.01)
+    molsys = resolve_system("ethanol")
+    run_nve_protocol(student, [molsys], settings, tmp_path, show_progress=False)
+    run_nve_protocol(student, [molsys], settings, tmp_path, show_progress=False)
+    assert len(ran) == 1
+    moved = replace(molsys, positions_nm=molsys.positions_nm + 0.001)
+    run_nve_protocol(student, [moved], settings, tmp_path, show_progress=False)
+    assert len(ran) == 2 and ran[-1] is moved
+    pdb = tmp_path / "mine.pdb"
+    for positions in (molsys.positions, moved.positions):  # the same file name, another geometry
+        with open(pdb, "w") as handle:
+            app.PDBFile.writeFile(molsys.topology, positions, handle)
+        run_nve_protocol(student, [str(pdb)], settings, tmp_path, show_progress=False)
+    assert len(ran) == 4

@@ -3,24 +3,29 @@
 A sweep of a 64-molecule split at 100 ps runs for hours; the protocol's JSON is written only at the
 end, so without this a kill loses every molecule already simulated. Each record goes to
 ``<output>/systems/<name>.json`` as soon as its system is done, with a fingerprint of what was
-measured (the student file's SHA-256, the settings, backend, platform and precision). Running the
+measured (the student file's SHA-256, the settings, backend, platform, precision and package
+version, and the system: its structure file's SHA-256 or its atoms and positions). Running the
 same command again reuses the records whose fingerprint matches and simulates the rest; a changed
-student or setting measures everything again.
+student, setting or structure is measured again.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from openmm_distill.checksums import file_sha256
 from openmm_distill.export.student import load_student
 from openmm_distill.protocols.openmm_setup import ModelLike
 from openmm_distill.protocols.output import to_jsonable, write_json
-from openmm_distill.systems.resolve import safe_name
+from openmm_distill.systems.resolve import MolecularSystem, safe_name
+from openmm_distill.version import __version__
 
 import openmm
 
@@ -33,8 +38,30 @@ def fingerprint(model: ModelLike, **measured: Any) -> Optional[str]:
     """
     if isinstance(model, openmm.System):
         return None
-    what = {"student": file_sha256(load_student(model).path), **to_jsonable(measured)}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    what = {"student": file_sha256(load_student(model).path), "version": __version__, **to_jsonable(measured)}
+    return _sha256(json.dumps(what, sort_keys=True, default=str))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def system_identity(spec: Any) -> str:
+    """What a system argument stands for: a structure file's checksum, a MolecularSystem's atoms, positions and
+    box, else the argument itself (a catalog name, SMILES or water:N resolves the same way every time)."""
+    if isinstance(spec, MolecularSystem):
+        arrays = [spec.atomic_numbers, spec.positions_nm] + ([] if spec.box_nm is None else [spec.box_nm])
+        return "structure:" + hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+    if isinstance(spec, (str, os.PathLike)) and _is_file(spec):
+        return "file:" + file_sha256(spec)
+    return f"argument:{spec}"
+
+
+def _is_file(spec: "str | os.PathLike") -> bool:
+    try:
+        return Path(spec).is_file()
+    except OSError:  # a SMILES longer than a file name may be
+        return False
 
 
 def system_key(spec: Any) -> str:
@@ -64,6 +91,9 @@ class SystemRecords:
     def _path(self, spec: Any) -> Path:
         return self.folder / f"{system_key(spec)}.json"
 
+    def _fingerprint_of(self, spec: Any) -> Optional[str]:
+        return None if self.fingerprint is None else _sha256(self.fingerprint + system_identity(spec))
+
     def done(self, spec: Any) -> Optional[Dict[str, Any]]:
         """``{"record": ..., "files": [...]}`` of a finished system, or None if it is still to run."""
         key = system_key(spec)
@@ -75,14 +105,15 @@ class SystemRecords:
             saved = json.loads(self._path(spec).read_text())
         except (OSError, ValueError):  # a record cut short by a kill: measure again
             return None
-        if saved.get("fingerprint") != self.fingerprint:
+        if saved.get("fingerprint") != self._fingerprint_of(spec):
             return None
         self._kept[key] = saved
         return saved
 
     def keep(self, spec: Any, record: Dict[str, Any], files: List[Path]) -> None:
         """Remember a finished system (on disk at once, unless there is no fingerprint)."""
-        saved = to_jsonable({"fingerprint": self.fingerprint, "record": record, "files": [str(f) for f in files]})
+        saved = to_jsonable({"fingerprint": self._fingerprint_of(spec), "record": record,
+                             "files": [str(f) for f in files]})
         self._kept[system_key(spec)] = saved
         if self.fingerprint is not None:
             write_json(self._path(spec), saved)
