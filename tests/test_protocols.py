@@ -591,6 +591,9 @@ def test_cli_shards_then_merges_nve_into_one_table(student, tmp_path, capsys):
                                                                                       str(tmp_path / "part1")]
     summary = (tmp_path / "merged" / "summary.md").read_text()
     assert "| ethanol | 9 |" in summary and "| formamide | 6 |" in summary and "Merged from 2 runs (3 systems)" in summary
+    # One point per system against the threshold; a part of one system has none.
+    assert (tmp_path / "merged" / "nve_overview.png").is_file() and (tmp_path / "whole" / "nve_overview.png").is_file()
+    assert not (tmp_path / "part1" / "nve_overview.png").exists()
 
 
 def test_merge_refuses_parts_that_do_not_belong_together(student, tmp_path):
@@ -633,6 +636,7 @@ def test_merge_joins_stability_parts(student, tmp_path):
     assert out.results["settings"]["thresholds"]["max_bond_deviation_angstrom"] == 0.5
     assert "| ethanol | 9 | 300 |" in out.summary and "| formamide | 6 | 300 |" in out.summary
     assert _load(tmp_path / "merged" / "stability.json")["merged_from"] == [str(p.output_dir) for p in parts]
+    assert tmp_path / "merged" / "stability_overview.png" in out.files
 
 
 # -- a killed sweep resumes ------------------------------------------------------------------------------
@@ -715,3 +719,21 @@ def test_a_changed_structure_is_measured_again(student, tmp_path, monkeypatch):
             app.PDBFile.writeFile(molsys.topology, positions, handle)
         run_nve_protocol(student, [str(pdb)], settings, tmp_path, show_progress=False)
     assert len(ran) == 4
+
+
+def test_largest_bond_change_of_a_system_takes_every_run_and_both_sources():
+    from openmm_distill.protocols.stability_summary import largest_bond_change
+
+    record = {"runs": [{"analysis": {"bond_length_max_deviation_angstrom": 0.21},
+                        "series": {"max_bond_deviation_angstrom": [0.1, 0.19]}},
+                       {"analysis": {}, "series": {"max_bond_deviation_angstrom": [0.05, 0.33, None]}}]}
+    assert largest_bond_change(record) == 0.33
+    assert largest_bond_change({"runs": [], "status": "skipped"}) is None
+
+
+def test_sweep_plot_leaves_out_systems_without_a_value(tmp_path):
+    from openmm_distill.protocols.plots import plot_sweep
+
+    path = plot_sweep(tmp_path / "o.png", ["a", "b", "c"], [9, 21, 5], [0.01, None, float("nan")],
+                      [True, False, False], 0.1, ylabel="|drift|", title="NVE", log=True)
+    assert path.is_file() and path.stat().st_size > 1000

@@ -24,26 +24,30 @@ from openmm_distill.protocols.output import ProtocolOutput
 _LOCAL_MODEL_FIELDS = ("path", "name")
 
 
-def _nve_summary(records: List[Dict[str, Any]], settings: Dict[str, Any], name: str) -> Tuple[str, Dict[str, Any]]:
-    from openmm_distill.protocols.nve import NVESettings, summarize_nve
+def _nve_summary(records: List[Dict[str, Any]], settings: Dict[str, Any], name: str,
+                 output_dir: Path) -> Tuple[str, Dict[str, Any], List[Path]]:
+    from openmm_distill.protocols.nve import NVESettings, plot_nve_sweep, summarize_nve
 
+    parsed = from_dict(NVESettings, settings, "settings")
     verdict = {"all_passed": bool(records) and all(r["passed"] for r in records)}
-    return summarize_nve(records, from_dict(NVESettings, settings, "settings"), name), verdict
+    overview = plot_nve_sweep(output_dir / "nve_overview.png", records, parsed, name)
+    return summarize_nve(records, parsed, name), verdict, [overview] if overview else []
 
 
-def _stability_summary(records: List[Dict[str, Any]], settings: Dict[str, Any],
-                       name: str) -> Tuple[str, Dict[str, Any]]:
+def _stability_summary(records: List[Dict[str, Any]], settings: Dict[str, Any], name: str,
+                       output_dir: Path) -> Tuple[str, Dict[str, Any], List[Path]]:
     from openmm_distill.protocols.stability import StabilitySettings
-    from openmm_distill.protocols.stability_summary import summarize_stability
+    from openmm_distill.protocols.stability_summary import plot_stability_sweep, summarize_stability
 
     # The settings as the parts wrote them to JSON (lists for tuples, a mapping for the thresholds).
     parsed = from_dict(StabilitySettings, settings, "settings")
     verdict = {"all_survived": bool(records) and all(r["survived_all"] for r in records)}
-    return summarize_stability(records, parsed, name), verdict
+    overview = plot_stability_sweep(output_dir / "stability_overview.png", records, parsed, name)
+    return summarize_stability(records, parsed, name), verdict, [overview] if overview else []
 
 
-# Protocols whose results are per system, so that parts can be joined.
-MERGEABLE: Dict[str, Callable[..., Tuple[str, Dict[str, Any]]]] = {
+# Protocols whose results are per system, so that parts can be joined: summary, verdict, overview plot.
+MERGEABLE: Dict[str, Callable[..., Tuple[str, Dict[str, Any], List[Path]]]] = {
     "nve": _nve_summary,
     "stability": _stability_summary,
 }
@@ -105,10 +109,10 @@ def merge_outputs(folders: Sequence[Union[str, Path]], output_dir: Union[str, Pa
     if repeated:
         raise ConfigError(f"systems measured in more than one part: {', '.join(repeated)}")
     label = first["model"].get("name") or Path(str(first["model"].get("path"))).stem
-    summary, verdict = MERGEABLE[protocol](records, first["settings"], label)
+    summary, verdict, plots = MERGEABLE[protocol](records, first["settings"], label, Path(output_dir))
     summary += (f"\n\nMerged from {len(folders)} runs ({len(records)} systems); their per-system files stay in: "
                 + ", ".join(f"`{f}`" for f in folders) + ".")
     payload = {"protocol": protocol, "model": first["model"], "settings": first["settings"],
                "environments": [part.get("environment") for part in parts], **verdict,
                "merged_from": [str(f) for f in folders], "systems": records}
-    return output.finish(protocol, Path(output_dir), payload, summary, [])
+    return output.finish(protocol, Path(output_dir), payload, summary, plots)

@@ -26,7 +26,7 @@ from openmm_distill.protocols import environment, openmm_setup, output, parallel
 from openmm_distill.protocols.drift import DriftAnalysis, analyse_energy_series
 from openmm_distill.protocols.openmm_setup import ModelLike
 from openmm_distill.protocols.output import ProtocolOutput
-from openmm_distill.protocols.plots import plot_nve
+from openmm_distill.protocols.plots import plot_nve, plot_sweep
 from openmm_distill.protocols.resume import open_records
 from openmm_distill.systems.resolve import MolecularSystem, resolve_system, safe_name, system_specs
 from openmm_distill.units import PICOSECOND_TO_FEMTOSECOND
@@ -320,11 +320,24 @@ def summarize_nve(records: Sequence[Dict[str, Any]], settings: NVESettings, mode
     return "\n".join(lines)
 
 
+def plot_nve_sweep(path: Path, records: Sequence[Dict[str, Any]], settings: NVESettings,
+                   model_name: str) -> Optional[Path]:
+    """|drift| of every system against its size, with the pass threshold (None for fewer than two systems)."""
+    if len(records) < 2:
+        return None
+    return plot_sweep(path, [r["system"]["name"] for r in records], [r["system"]["n_atoms"] for r in records],
+                      [None if r["analysis"] is None else abs(r["analysis"]["drift_mev_per_atom_per_ps"])
+                       for r in records], [r["passed"] for r in records],
+                      settings.max_abs_drift_mev_per_atom_per_ps, ylabel="|drift| (meV/atom/ps)",
+                      title=f"{model_name}: NVE, {settings.length_ps:g} ps", log=True)
+
+
 def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] = None,
                      settings: Optional[NVESettings] = None, output_dir: Union[None, str, Path] = None, *,
                      platform: Optional[str] = None, precision: Optional[str] = None, backend: str = "torch",
                      show_progress: bool = True, jobs: int = 1, resume: bool = True) -> ProtocolOutput:
-    """Run :func:`run_nve` on each system and write ``nve.json``, one PNG and CSV per system, ``summary.md``.
+    """Run :func:`run_nve` on each system and write ``nve.json``, one PNG and CSV per system, ``summary.md``
+    and, for two or more systems, ``nve_overview.png`` (:func:`plot_nve_sweep`).
 
     Parameters
     ----------
@@ -366,5 +379,6 @@ def run_nve_protocol(model: ModelLike, systems: Union[None, str, Sequence[Any]] 
                "environment": environment.environment_info(),
                "all_passed": bool(systems_out) and all(r["passed"] for r in systems_out),
                "systems": systems_out}
+    overview = plot_nve_sweep(output_dir / "nve_overview.png", systems_out, settings, name)
     return output.finish("nve", output_dir, payload, summarize_nve(systems_out, settings, name),
-                         records.files(specs))
+                         records.files(specs) + ([overview] if overview else []))

@@ -217,3 +217,33 @@ def plot_stability(path: PathLike, runs: Sequence[Dict], title: str = "") -> Pat
             ax.legend(fontsize=8)
     fig.suptitle(title or "NVT stability")
     return _save(fig, path)
+
+
+def plot_sweep(path: PathLike, names: Sequence[str], n_atoms: Sequence[int], values: Sequence[float],
+               passed: Sequence[bool], threshold: float, *, ylabel: str, title: str, log: bool = False) -> Path:
+    """One point per system, its figure against its size, and the pass threshold: a sweep's margins at a glance.
+
+    Failed systems are red crosses; the three largest values are labelled with their system's name.
+    ``values`` that are None or not finite (a system that could not run) are left out.
+    """
+    plt = _pyplot()
+    rows = [(n, a, float(v), p) for n, a, v, p in zip(names, n_atoms, values, passed)
+            if v is not None and np.isfinite(v)]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for ok, style in ((True, dict(marker="o", color="tab:green", label="pass")),
+                      (False, dict(marker="x", color="tab:red", label="fail"))):
+        chosen = [r for r in rows if r[3] == ok]
+        if chosen:
+            ax.scatter([r[1] for r in chosen], [r[2] for r in chosen], s=22, **style)
+    ax.axhline(threshold, color="tab:red", ls=":", lw=1.0, label=f"limit {threshold:g}")
+    for name, atoms, value, _ in sorted(rows, key=lambda r: -r[2])[:3]:
+        ax.annotate(name, (atoms, value), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if log:
+        ax.set_yscale("log")
+    else:  # from zero, so that the distance to the limit reads true
+        ax.set_ylim(bottom=0.0)
+    ax.set_xlabel("atoms")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}: {sum(bool(p) for p in passed)} of {len(names)} pass")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -27,7 +27,7 @@ from openmm_distill.protocols.openmm_setup import ModelLike
 from openmm_distill.protocols.output import ProtocolOutput
 from openmm_distill.protocols.plots import plot_stability
 from openmm_distill.protocols.resume import open_records
-from openmm_distill.protocols.stability_summary import summarize_stability
+from openmm_distill.protocols.stability_summary import plot_stability_sweep, summarize_stability
 from openmm_distill.protocols.trajectory_analysis import analyse_trajectory
 from openmm_distill.systems.resolve import MolecularSystem, resolve_system, safe_name, system_specs
 from openmm_distill.units import BOLTZMANN_KJ_PER_MOL_K
@@ -263,7 +263,8 @@ def run_stability_protocol(model: ModelLike, systems: Union[None, str, Sequence[
                            settings: Optional[StabilitySettings] = None, output_dir: Union[None, str, Path] = None, *,
                            platform: Optional[str] = None, precision: Optional[str] = None, backend: str = "torch",
                            show_progress: bool = True, jobs: int = 1, resume: bool = True) -> ProtocolOutput:
-    """Run :func:`run_stability` on each system; write ``stability.json``, DCD/PDB and PNG per system, ``summary.md``.
+    """Run :func:`run_stability` on each system; write ``stability.json``, DCD/PDB and PNG per system, ``summary.md``
+    and, for two or more systems, ``stability_overview.png`` (largest bond change against size).
 
     ``jobs`` systems run at once, one worker process each (see :mod:`openmm_distill.protocols.parallel`).
     With ``resume`` (the default) the systems that a killed run of the same student and settings
@@ -292,6 +293,7 @@ def run_stability_protocol(model: ModelLike, systems: Union[None, str, Sequence[
                "environment": environment.environment_info(),
                "all_survived": bool(systems_out) and all(r["survived_all"] for r in systems_out),
                "systems": systems_out}
-    return output.finish("stability", output_dir, payload,
-                         summarize_stability(systems_out, settings, openmm_setup.model_label(model)),
-                         records.files(specs))
+    name = openmm_setup.model_label(model)
+    overview = plot_stability_sweep(output_dir / "stability_overview.png", systems_out, settings, name)
+    return output.finish("stability", output_dir, payload, summarize_stability(systems_out, settings, name),
+                         records.files(specs) + ([overview] if overview else []))

@@ -1,9 +1,11 @@
-"""The stability protocol's Markdown summary: one row per system and temperature."""
+"""The stability protocol's Markdown summary (one row per system and temperature) and overview plot."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 from openmm_distill.protocols import environment, output
+from openmm_distill.protocols.plots import plot_sweep
 
 if TYPE_CHECKING:
     from openmm_distill.protocols.stability import StabilitySettings
@@ -40,3 +42,25 @@ def summarize_stability(records: Sequence[Dict[str, Any]], settings: StabilitySe
                                "max RMSD (Å)", "max bond change (Å)", "steps/s", "failure"], rows),
     ]
     return "\n".join(lines)
+
+
+def largest_bond_change(record: Dict[str, Any]) -> Optional[float]:
+    """A system's largest bond-length change over all its runs, Å (from the trajectory, else the watchdog's checks)."""
+    values = []
+    for run in record.get("runs") or []:
+        analysed = (run.get("analysis") or {}).get("bond_length_max_deviation_angstrom")
+        checked = (run.get("series") or {}).get("max_bond_deviation_angstrom") or []
+        values += [v for v in [analysed, max((c for c in checked if c is not None), default=None)] if v is not None]
+    return max(values, default=None)
+
+
+def plot_stability_sweep(path: Path, records: Sequence[Dict[str, Any]], settings: StabilitySettings,
+                         model_name: str) -> Optional[Path]:
+    """Largest bond change of every system against its size, with the watchdog's limit (None for fewer than two)."""
+    if len(records) < 2:
+        return None
+    temperatures = ", ".join(f"{x:g}" for x in settings.temperatures_k)
+    return plot_sweep(path, [r["system"]["name"] for r in records], [r["system"]["n_atoms"] for r in records],
+                      [largest_bond_change(r) for r in records], [r["survived_all"] for r in records],
+                      settings.thresholds.max_bond_deviation_angstrom, ylabel="largest bond change (Å)",
+                      title=f"{model_name}: NVT at {temperatures} K, {settings.length_ps:g} ps")
