@@ -719,6 +719,9 @@ def test_a_changed_structure_is_measured_again(student, tmp_path, monkeypatch):
             app.PDBFile.writeFile(molsys.topology, positions, handle)
         run_nve_protocol(student, [str(pdb)], settings, tmp_path, show_progress=False)
     assert len(ran) == 4
+    # Two structures of one name in one sweep are two systems.
+    both = run_nve_protocol(student, [molsys, moved], settings, tmp_path / "both", show_progress=False)
+    assert len(ran) == 6 and [r["system"]["name"] for r in both.results["systems"]] == ["ethanol", "ethanol"]
 
 
 def test_largest_bond_change_of_a_system_takes_every_run_and_both_sources():

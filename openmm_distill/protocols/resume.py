@@ -94,9 +94,13 @@ class SystemRecords:
     def _fingerprint_of(self, spec: Any) -> Optional[str]:
         return None if self.fingerprint is None else _sha256(self.fingerprint + system_identity(spec))
 
+    def _memory_key(self, spec: Any) -> str:
+        # Two systems may share a name (two structures called "ligand"): in memory they stay apart.
+        return f"{system_key(spec)}|{system_identity(spec)}"
+
     def done(self, spec: Any) -> Optional[Dict[str, Any]]:
         """``{"record": ..., "files": [...]}`` of a finished system, or None if it is still to run."""
-        key = system_key(spec)
+        key = self._memory_key(spec)
         if key in self._kept:
             return self._kept[key]
         if not self.resume or not self._path(spec).is_file():
@@ -114,7 +118,7 @@ class SystemRecords:
         """Remember a finished system (on disk at once, unless there is no fingerprint)."""
         saved = to_jsonable({"fingerprint": self._fingerprint_of(spec), "record": record,
                              "files": [str(f) for f in files]})
-        self._kept[system_key(spec)] = saved
+        self._kept[self._memory_key(spec)] = saved
         if self.fingerprint is not None:
             write_json(self._path(spec), saved)
 
