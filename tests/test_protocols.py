@@ -502,14 +502,18 @@ def test_throughput_protocol_writes_files(student, tmp_path):
     assert "Speedup" in out.summary
 
 
-def test_report_writes_verdicts_and_updates_the_model_card(student, tmp_path):
+def test_report_writes_verdicts_and_updates_the_model_card(student, tmp_path, monkeypatch):
     card = Path(student).with_suffix(".md")
     card.write_text("# Model card: ultra_tiny\n\nTrained on nothing.\n\n## Validation\n\nstale\n")
-    run_report(student, "ethanol", output_dir=tmp_path / "report", show_progress=False,
-               nve_settings=NVESettings(equilibration_ps=0.01, length_ps=0.02),
-               stability_settings=StabilitySettings(length_ps=0.02, watchdog_interval_steps=10),
-               accuracy_settings=AccuracySettings(n_conformers=1, n_displacements=1),
-               throughput_settings=ThroughputSettings(min_time_s=0.1, warmup_steps=1, teachers=()))
+
+    def report(**kw):
+        return run_report(student, "ethanol", output_dir=tmp_path / "report", show_progress=False,
+                          nve_settings=NVESettings(equilibration_ps=0.01, length_ps=0.02),
+                          stability_settings=StabilitySettings(length_ps=0.02, watchdog_interval_steps=10),
+                          accuracy_settings=AccuracySettings(n_conformers=1, n_displacements=1),
+                          throughput_settings=ThroughputSettings(min_time_s=0.1, warmup_steps=1, teachers=()), **kw)
+
+    report()
     folder = tmp_path / "report"
     assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()
     for sub in ("nve", "stability", "accuracy", "throughput"):
@@ -522,6 +526,15 @@ def test_report_writes_verdicts_and_updates_the_model_card(student, tmp_path):
     text = card.read_text()
     assert "Trained on nothing." in text and "stale" not in text and text.count("## Validation") == 1
     assert "not recommended" in text
+    # Run again: the MD of the first report is reused, unless asked not to.
+    import openmm_distill.protocols.nve as nve
+    import openmm_distill.protocols.stability as stability
+
+    ran_nve, ran_stability = _counting(monkeypatch, nve, "run_nve"), _counting(monkeypatch, stability, "run_stability")
+    report()
+    assert ran_nve == [] and ran_stability == []
+    report(resume=False)
+    assert len(ran_nve) == 1 and len(ran_stability) == 1
 
 
 # -- CLI and scripts -------------------------------------------------------------------------------------

@@ -162,9 +162,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--shard", metavar="I/N",
                            help="run only systems I, I+N, I+2N, ... of the list (0-based), e.g. one array-job "
                                 "task; join the parts' folders with `openmm-distill protocol merge`")
+        if name in ("nve", "stability", "report"):
             p.add_argument("--no-resume", dest="resume", action="store_false",
                            help="simulate every system again; by default a rerun into the same output folder "
-                                "reuses the systems a killed run of the same student and settings finished")
+                                "reuses the systems (NVE, stability) that a killed run of the same student and "
+                                "settings finished")
         if name == "nve":
             _nve_options(p)
         elif name == "stability":
@@ -301,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
                 throughput_teachers=_teacher_list(args.throughput_teachers, ("gfn2-xtb", "orb-v2")),
                 update_card=not args.no_model_card, model_card=args.model_card,
                 nve_settings=nve_settings(args), stability_settings=stability_settings(args),
-                accuracy_settings=accuracy_settings(args), **kw)
+                accuracy_settings=accuracy_settings(args), resume=args.resume, **kw)
     print(out.summary)
     print(f"\nwrote {len(out.files)} files to {out.output_dir}")
     if name == "report" and out.results.get("model_card"):

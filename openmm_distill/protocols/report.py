@@ -220,7 +220,7 @@ def run_report(student, systems: Union[None, str, Sequence[Any]] = None, *, spli
                accuracy_settings: Optional[AccuracySettings] = None,
                throughput_settings: Optional[ThroughputSettings] = None, platform: Optional[str] = None,
                precision: Optional[str] = None, backend: str = "torch", show_progress: bool = True,
-               jobs: int = 1) -> ProtocolOutput:
+               jobs: int = 1, resume: bool = True) -> ProtocolOutput:
     """Run accuracy, NVE, stability and throughput for one student; write one folder and update the model card.
 
     Parameters
@@ -240,6 +240,8 @@ def run_report(student, systems: Union[None, str, Sequence[Any]] = None, *, spli
         Replace the Validation section of the model card (``model_card`` or ``<student>.md``).
     jobs : int
         Systems simulated at once in NVE and stability, one worker process each (``student`` a name or path).
+    resume : bool
+        NVE and stability reuse the systems a killed report of the same student and settings finished.
 
     Returns
     -------
@@ -267,9 +269,10 @@ def run_report(student, systems: Union[None, str, Sequence[Any]] = None, *, spli
         dataset=dataset, teacher=teacher, teacher_weights=teacher_weights, show_progress=show_progress)
     # Worker processes load the student themselves, by name or path.
     md_model = student if jobs > 1 and isinstance(student, (str, Path)) else loaded
-    outputs["nve"] = run_nve_protocol(md_model, molsystems, nve_settings, output_dir / "nve", jobs=jobs, **kw)
+    outputs["nve"] = run_nve_protocol(md_model, molsystems, nve_settings, output_dir / "nve", jobs=jobs,
+                                      resume=resume, **kw)
     outputs["stability"] = run_stability_protocol(md_model, molsystems, stability_settings, output_dir / "stability",
-                                                  jobs=jobs, **kw)
+                                                  jobs=jobs, resume=resume, **kw)
     if throughput:
         tp_settings = throughput_settings or (ThroughputSettings.full if full else ThroughputSettings.quick)(
             teachers=tuple(throughput_teachers), orb_weights=teacher_weights if teacher == "orb-v2" else None)
