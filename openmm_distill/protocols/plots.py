@@ -242,6 +242,9 @@ def plot_sweep(path: PathLike, names: Sequence[str], n_atoms: Sequence[int], val
         ax.set_yscale("log")
     else:  # from zero, so that the distance to the limit reads true
         ax.set_ylim(bottom=0.0)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("atoms")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title}: {sum(bool(p) for p in passed)} of {len(names)} pass")
