@@ -628,6 +628,10 @@ def test_merge_refuses_parts_that_do_not_belong_together(student, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="found none"):
         merge_outputs([tmp_path / "a", tmp_path / "empty"], tmp_path / "m")
+    (tmp_path / "a" / "nve.json").rename(tmp_path / "a" / "nve.json.away")  # as if killed before the end
+    with pytest.raises(ConfigError, match="did not finish \\(1 finished system kept in .*run its command again"):
+        merge_outputs([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+    (tmp_path / "a" / "nve.json.away").rename(tmp_path / "a" / "nve.json")
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "nve.json").write_text('{"protocol": "nve", "sys')  # a part killed while writing
     with pytest.raises(ConfigError, match="not readable JSON"):

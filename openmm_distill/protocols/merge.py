@@ -55,6 +55,11 @@ MERGEABLE: Dict[str, Callable[..., Tuple[str, Dict[str, Any], List[Path]]]] = {
 
 def _read_part(folder: Path) -> Dict[str, Any]:
     found = [folder / f"{name}.json" for name in MERGEABLE if (folder / f"{name}.json").is_file()]
+    kept = sorted((folder / "systems").glob("*.json"))
+    if not found and kept:
+        raise ConfigError(f"{folder}: its run did not finish ({len(kept)} finished system{'s' * (len(kept) != 1)} kept "
+                          f"in {folder / 'systems'}); "
+                          "run its command again, which simulates only the rest, then merge")
     if len(found) != 1:
         raise ConfigError(f"{folder}: expected one of {', '.join(f'{n}.json' for n in MERGEABLE)} "
                           f"(the output folder of an NVE or stability run), found {len(found) or 'none'}")
