@@ -91,16 +91,16 @@ class SystemRecords:
     def _path(self, spec: Any) -> Path:
         return self.folder / f"{system_key(spec)}.json"
 
-    def _fingerprint_of(self, spec: Any) -> Optional[str]:
-        return None if self.fingerprint is None else _sha256(self.fingerprint + system_identity(spec))
-
-    def _memory_key(self, spec: Any) -> str:
+    def _keys(self, spec: Any) -> Tuple[str, Optional[str]]:
+        """(key in memory, fingerprint on disk) of a system, from one look at what it stands for."""
+        identity = system_identity(spec)
         # Two systems may share a name (two structures called "ligand"): in memory they stay apart.
-        return f"{system_key(spec)}|{system_identity(spec)}"
+        return (f"{system_key(spec)}|{identity}",
+                None if self.fingerprint is None else _sha256(self.fingerprint + identity))
 
     def done(self, spec: Any) -> Optional[Dict[str, Any]]:
         """``{"record": ..., "files": [...]}`` of a finished system, or None if it is still to run."""
-        key = self._memory_key(spec)
+        key, fingerprint = self._keys(spec)
         if key in self._kept:
             return self._kept[key]
         if not self.resume or not self._path(spec).is_file():
@@ -109,16 +109,16 @@ class SystemRecords:
             saved = json.loads(self._path(spec).read_text())
         except (OSError, ValueError):  # a record cut short by a kill: measure again
             return None
-        if saved.get("fingerprint") != self._fingerprint_of(spec):
+        if saved.get("fingerprint") != fingerprint:
             return None
         self._kept[key] = saved
         return saved
 
     def keep(self, spec: Any, record: Dict[str, Any], files: List[Path]) -> None:
         """Remember a finished system (on disk at once, unless there is no fingerprint)."""
-        saved = to_jsonable({"fingerprint": self._fingerprint_of(spec), "record": record,
-                             "files": [str(f) for f in files]})
-        self._kept[self._memory_key(spec)] = saved
+        key, fingerprint = self._keys(spec)
+        saved = to_jsonable({"fingerprint": fingerprint, "record": record, "files": [str(f) for f in files]})
+        self._kept[key] = saved
         if self.fingerprint is not None:
             write_json(self._path(spec), saved)
 

@@ -45,7 +45,8 @@ def summarize_stability(records: Sequence[Dict[str, Any]], settings: StabilitySe
 
 
 def largest_bond_change(record: Dict[str, Any]) -> Optional[float]:
-    """A system's largest bond-length change over all its runs, Å (from the trajectory, else the watchdog's checks)."""
+    """A system's largest bond-length change over all its runs, Å: the larger of the trajectory frames' and the
+    watchdog's checks' (the checks come more often than the frames), whichever the record holds."""
     values = []
     for run in record.get("runs") or []:
         analysed = (run.get("analysis") or {}).get("bond_length_max_deviation_angstrom")
