@@ -459,6 +459,35 @@ def test_evaluate_cli_on_compiled_student(trained, dataset, tmp_path, capsys):
     assert "evaluate" not in capsys.readouterr().err
 
 
+def test_evaluate_by_kind_of_geometry_and_a_spread_subset(trained, dataset, tmp_path, capsys):
+    from collections import Counter
+
+    from openmm_distill.cli import main
+    from openmm_distill.training import evaluate_compiled
+    from openmm_distill.training.datasets import open_labelled
+    from openmm_distill.training.evaluate import geometry_kind
+
+    _, result = trained
+    with open_labelled(dataset) as labelled:
+        kinds = Counter(labelled[i].provenance["method"] for i in range(len(labelled.energy)))
+    assert set(kinds) == {"conformer", "random"}
+    report_path = tmp_path / "kinds.json"
+    assert main(["evaluate", "--student", str(result.compiled_path), "--data", dataset, "--by-kind", "--quiet",
+                 "--json", str(report_path)]) == 0
+    text = capsys.readouterr().out
+    assert "kind of geometry" in text and "conformer" in text and "random" in text
+    per_kind = json.loads(report_path.read_text())["per_kind"]
+    assert {k: int(m["n_structures"]) for k, m in per_kind.items()} == dict(kinds)
+    assert list(per_kind) == [k for k, _ in kinds.most_common()]  # most structures first
+    assert geometry_kind({}) == "unrecorded" and geometry_kind(None) == "unrecorded"
+    # A quick check spans the file (the first 10 structures are all water) and is the same each time.
+    quick = [evaluate_compiled(str(result.compiled_path), dataset, max_structures=10) for _ in range(2)]
+    assert quick[0].n_structures == 10 and len(quick[0].molecules) > 1
+    assert quick[0].metrics == quick[1].metrics
+    assert main(["evaluate", "--student", str(result.compiled_path), "--data", dataset, "--max-structures", "0"]) == 2
+    assert "--max-structures must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_hessian_distillation_trains(dataset, tmp_path):
     from openmm_distill.training import Trainer
 

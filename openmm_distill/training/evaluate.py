@@ -52,6 +52,10 @@ class EvaluationReport:
         Molecule name -> SMILES as recorded in the dataset.
     accumulators : dict
         Molecule name -> its :class:`~openmm_distill.metrics.MetricAccumulator` (pooled by group for coverage).
+    kind_accumulators : dict
+        Kind of geometry (the sampling ``method`` in each structure's provenance: ``md``, ``conformer``,
+        ``normal_mode``, ``random``, ``contact``, ``student_md``...; ``unrecorded`` without one) -> its
+        accumulator.
     """
 
     student: str
@@ -65,12 +69,24 @@ class EvaluationReport:
     targets: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     molecule_smiles: Dict[str, str] = field(default_factory=dict)
     accumulators: Dict[str, MetricAccumulator] = field(default_factory=dict, repr=False)
+    kind_accumulators: Dict[str, MetricAccumulator] = field(default_factory=dict, repr=False)
 
     def per_molecule(self) -> Dict[str, Dict[str, float]]:
         """Metrics of each molecule (same names and units as ``metrics``), worst force R^2 first."""
         rows = {name: {k: v for k, v in acc.compute().items() if k in METRIC_NAMES + ("n_structures",)}
                 for name, acc in self.accumulators.items()}
         return dict(sorted(rows.items(), key=lambda item: item[1]["force_r2"]))
+
+    def per_kind(self) -> Dict[str, Dict[str, float]]:
+        """Metrics of each kind of geometry (see ``kind_accumulators``), most structures first.
+
+        On a student's own training file beside new molecules this tells capacity from coverage: errors
+        as large on the geometries it was trained on as on new ones mean a bigger student (or longer
+        training), not more data, is what would help.
+        """
+        rows = {kind: {k: v for k, v in acc.compute().items() if k in METRIC_NAMES + ("n_structures",)}
+                for kind, acc in self.kind_accumulators.items()}
+        return dict(sorted(rows.items(), key=lambda item: (-item[1]["n_structures"], item[0])))
 
     @property
     def passed(self) -> Optional[bool]:
@@ -85,7 +101,7 @@ class EvaluationReport:
             "student": self.student, "data": self.data, "preset": self.preset, "split": self.split,
             "split_source": self.split_source, "n_structures": self.n_structures, "molecules": self.molecules,
             "metrics": self.metrics, "metric_units": dict(METRIC_UNITS), "targets": self.targets,
-            "passed": self.passed, "per_molecule": self.per_molecule(),
+            "passed": self.passed, "per_molecule": self.per_molecule(), "per_kind": self.per_kind(),
         }
 
     def format(self) -> str:
@@ -168,7 +184,8 @@ def evaluate_compiled(student: str, data: str, *, split: str = "all", preset: Op
     preset : str, optional
         Targets to check; default: the preset recorded in the student.
     max_structures : int, optional
-        Evaluate only the first this-many selected structures (quick checks).
+        Evaluate a seeded random subset of this many of the selected structures (quick checks that
+        still span the whole file; the same subset every time).
     min_force : float
         Teacher force norm (eV/Angstrom) below which atoms are left out of the angular error.
     progress : bool
@@ -179,7 +196,7 @@ def evaluate_compiled(student: str, data: str, *, split: str = "all", preset: Op
     EvaluationReport
     """
     from openmm_distill.export.predict import CompiledPredictor, predict_structures
-    from openmm_distill.training.datasets import dataset_sha256, open_labelled
+    from openmm_distill.training.datasets import dataset_sha256, limit_structures, open_labelled
 
     # A shipped student's name works here as everywhere else (openmm-distill evaluate --student tiny).
     predictor = CompiledPredictor(student)
@@ -188,17 +205,18 @@ def evaluate_compiled(student: str, data: str, *, split: str = "all", preset: Op
         structure_molecules = labelled.structure_molecule()
         data_hash = dataset_sha256(data) if split != "all" else None
         idx, source = select_structures(structure_molecules, split, metadata, data_hash)
-        if max_structures is not None:
-            idx = idx[:max_structures]
+        idx = limit_structures(idx, max_structures, seed=0)
         structures = [labelled[int(i)] for i in idx]
     predictions = predict_structures(predictor, structures, keep_going=False, progress=progress, desc="evaluate")
     # One accumulator per molecule; the whole set's metrics pool them (per-molecule and per-group reports).
     per_molecule: Dict[str, MetricAccumulator] = {}
+    per_kind: Dict[str, MetricAccumulator] = {}
     smiles: Dict[str, str] = {}
     for s, energy, forces in zip(structures, predictions.energies, predictions.forces):
-        per_molecule.setdefault(s.molecule, MetricAccumulator(min_force)).update(
-            torch.tensor([energy]), torch.tensor([s.energy]), torch.tensor([s.n_atoms]),
-            torch.from_numpy(forces), torch.from_numpy(np.asarray(s.forces)))
+        values = (torch.tensor([energy]), torch.tensor([s.energy]), torch.tensor([s.n_atoms]),
+                  torch.from_numpy(forces), torch.from_numpy(np.asarray(s.forces)))
+        per_molecule.setdefault(s.molecule, MetricAccumulator(min_force)).update(*values)
+        per_kind.setdefault(geometry_kind(s.provenance), MetricAccumulator(min_force)).update(*values)
         smiles.setdefault(s.molecule, s.smiles)
     acc = MetricAccumulator(min_force)
     for molecule_acc in per_molecule.values():
@@ -209,5 +227,12 @@ def evaluate_compiled(student: str, data: str, *, split: str = "all", preset: Op
         student=str(student), data=str(data), preset=preset, split=split,
         split_source=source, n_structures=int(len(idx)),
         molecules=sorted({structure_molecules[int(i)] for i in idx}), metrics=metrics,
-        targets=check_targets(metrics, preset, recorded_teacher(metadata.get("teacher"))[0]), molecule_smiles=smiles, accumulators=per_molecule,
+        targets=check_targets(metrics, preset, recorded_teacher(metadata.get("teacher"))[0]), molecule_smiles=smiles,
+        accumulators=per_molecule, kind_accumulators=per_kind,
     )
+
+
+def geometry_kind(provenance: Optional[Dict[str, Any]]) -> str:
+    """How a structure was made, from its provenance: the sampling ``method`` (``unrecorded`` without one)."""
+    method = (provenance or {}).get("method")
+    return str(method) if method else "unrecorded"
