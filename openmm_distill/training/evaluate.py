@@ -73,8 +73,7 @@ class EvaluationReport:
 
     def per_molecule(self) -> Dict[str, Dict[str, float]]:
         """Metrics of each molecule (same names and units as ``metrics``), worst force R^2 first."""
-        rows = {name: {k: v for k, v in acc.compute().items() if k in METRIC_NAMES + ("n_structures",)}
-                for name, acc in self.accumulators.items()}
+        rows = {name: _metrics_row(acc) for name, acc in self.accumulators.items()}
         return dict(sorted(rows.items(), key=lambda item: item[1]["force_r2"]))
 
     def per_kind(self) -> Dict[str, Dict[str, float]]:
@@ -84,8 +83,7 @@ class EvaluationReport:
         as large on the geometries it was trained on as on new ones mean a bigger student (or longer
         training), not more data, is what would help.
         """
-        rows = {kind: {k: v for k, v in acc.compute().items() if k in METRIC_NAMES + ("n_structures",)}
-                for kind, acc in self.kind_accumulators.items()}
+        rows = {kind: _metrics_row(acc) for kind, acc in self.kind_accumulators.items()}
         return dict(sorted(rows.items(), key=lambda item: (-item[1]["n_structures"], item[0])))
 
     @property
@@ -121,6 +119,11 @@ class EvaluationReport:
         if self.passed is not None:
             lines += ["", "all targets met" if self.passed else "some targets missed"]
         return "\n".join(lines)
+
+
+def _metrics_row(acc: MetricAccumulator) -> Dict[str, float]:
+    """The reported metrics of one group of structures, with its structure count."""
+    return {k: v for k, v in acc.compute().items() if k in METRIC_NAMES + ("n_structures",)}
 
 
 def select_structures(structure_molecules: List[str], split: str, metadata: Dict[str, Any],
