@@ -2,6 +2,8 @@
 """NVT stability of a teacher itself (e.g. SevenNet-0), so a student's failure can be told apart from its teacher's.
 
     python protocols/teacher_stability.py --teacher sevennet --systems ethanol,aspirin --temperatures 500
+    python protocols/teacher_stability.py --teacher sevennet --systems histidine_dipeptide --temperatures 500 \
+        --length-ps 10 --timestep-fs 1.0      # as `openmm-distill protocol stability` ran its student
 
 The teacher's ASE calculator drives the same Langevin integrator, watchdog and
 trajectory analysis as ``stability.py`` does for a student (through an
@@ -13,8 +15,8 @@ import argparse
 
 import openmm_distill  # noqa: F401  (first: imports torch before openmm)
 from openmm_distill.cli.label import add_teacher_arguments, teacher_options_from_args
+from openmm_distill.cli.protocol import add_stability_options, stability_settings
 from openmm_distill.cpu_runtime import limit_threads
-from openmm_distill.protocols import StabilitySettings
 from openmm_distill.protocols.teachers import run_teacher_stability_protocol
 from openmm_distill.systems.resolve import system_specs
 from openmm_distill.teachers import get_teacher
@@ -26,18 +28,16 @@ def main(argv=None) -> int:
     parser.add_argument("--systems", help="comma-separated catalog names, structure files, SMILES or water:N")
     parser.add_argument("--split", choices=("train", "validation", "test"), help="add the catalog molecules of a split")
     parser.add_argument("--max-systems", type=int, help="use only the first N systems")
-    parser.add_argument("--temperatures", default="300,500", help="comma-separated, K (default 300,500)")
-    parser.add_argument("--length-ps", type=float, help="per temperature, ps (quick 2, --full 100)")
     parser.add_argument("--full", action="store_true", help="full settings (100 ps, sparser watchdog and frames)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and OpenMP (default 1)")
+    parser.add_argument("--seed", type=int, help="random seed (default 1, as for a student)")
+    add_stability_options(parser)  # the flags of `openmm-distill protocol stability`
     parser.add_argument("--output", help="output folder (default runs/protocols/teacher-<name>/stability)")
     args = parser.parse_args(argv)
 
     limit_threads(args.threads)
     teacher = get_teacher(args.teacher, **teacher_options_from_args(args))
-    temperatures = tuple(float(t) for t in args.temperatures.split(","))
-    make = StabilitySettings.full if args.full else StabilitySettings.quick
-    settings = make(temperatures_k=temperatures, length_ps=args.length_ps)
+    settings = stability_settings(args)
     systems = system_specs(args.systems, args.split, args.max_systems)
     result = run_teacher_stability_protocol(teacher, systems, settings, args.output)
     print(result.summary)

@@ -52,6 +52,7 @@ BAD_INPUT = {
     "protocol report": (["protocol", "report", "--student", "tiny", "--systems", "asprin"], "asprin"),
     "protocol merge": (["protocol", "merge", "{tmp}/no_such_run", "{tmp}/no_such_run2", "-o", "{tmp}/merged"],
                        "no_such_run"),
+    "protocol failures": (["protocol", "failures", "{tmp}/no_such_run"], "no_such_run"),
 }
 
 

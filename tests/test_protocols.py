@@ -570,6 +570,70 @@ def test_scripts_have_help(script):
     assert exc.value.code == 0
 
 
+def test_failure_check_compares_the_last_frames_of_a_failed_run_with_the_teacher(student, tmp_path, capsys):
+    """A run stopped by a tight watchdog, looked at with GFN2-xTB: the bond it names is the watchdog's, the teacher
+    energies are the teacher's on the trajectory's last frames, the verdict follows the stated rule; the CLI needs
+    --student while only a sweep's records exist, and says when nothing failed."""
+    import mdtraj
+
+    from openmm_distill.cli import main
+    from openmm_distill.protocols.failures import MIN_GAP_EV, SPREADS, STUDENT_ERROR, TEACHER_AGREES
+    from openmm_distill.teachers import get_teacher
+
+    settings = StabilitySettings.quick(temperatures_k=(500.0,), length_ps=0.5, watchdog_interval_steps=2,
+                                       frame_interval_fs=1.0, thresholds=WatchdogThresholds(
+                                           max_bond_deviation_angstrom=0.15))
+    run_stability_protocol(student, "ethanol", settings, tmp_path / "stab", show_progress=False)
+    (run,) = _load(tmp_path / "stab" / "stability.json")["systems"][0]["runs"]
+    assert not run["survived"], "the watchdog should have stopped this run"
+    assert "openmm-distill protocol failures" in (tmp_path / "stab" / "summary.md").read_text()
+    (tmp_path / "stab" / "stability.json").rename(tmp_path / "stab" / "finished.json")  # as while a sweep runs
+    assert main(["protocol", "failures", str(tmp_path / "stab"), "--quiet"]) == 2
+    assert "name it with --student" in capsys.readouterr().err
+
+    code = main(["protocol", "failures", str(tmp_path / "stab"), "--student", str(student), "--teacher", "gfn2-xtb",
+                 "--window", "3", "--baseline", "4", "--quiet", "-o", str(tmp_path / "why")])
+    assert code == 0
+    data = _load(tmp_path / "why" / "failures.json")
+    (check,) = data["failed_runs"]
+    a, b, _ = check["bond"]
+    assert f"bond {a}-{b} " in run["failure_reasons"][0]  # the bond the watchdog stopped the run for
+    traj = mdtraj.load_dcd(run["trajectory"], top=run["topology_pdb"])
+    z = np.array([atom.element.atomic_number for atom in traj.topology.atoms])
+    teacher = get_teacher("gfn2-xtb")
+    last = [teacher.compute(z, x * 10.0).energy for x in traj.xyz[-3:].astype(np.float64)]
+    np.testing.assert_allclose(check["teacher_energy_ev"], np.array(last) - last[0], atol=1e-6)
+    assert check["time_ps"][-1] == pytest.approx(run["time_to_failure_ps"])
+    assert check["baseline_frames"] == min(4, traj.n_frames - 3)
+    gap = -max(SPREADS * check["error_spread_ev"], MIN_GAP_EV)
+    assert check["verdict"] == (STUDENT_ERROR if check["delta_ev"] < gap else TEACHER_AGREES)
+    assert (tmp_path / "why" / "summary.md").is_file() and list((tmp_path / "why").glob("failure_*.png"))
+
+    survived = replace(settings, length_ps=0.004, thresholds=WatchdogThresholds(1e6, 10.0, 100.0))
+    run_stability_protocol(student, "ethanol", survived, tmp_path / "ok", show_progress=False)
+    assert main(["protocol", "failures", str(tmp_path / "ok"), "--teacher", "gfn2-xtb", "--quiet"]) == 0
+    assert "No run failed" in capsys.readouterr().out
+
+
+def test_teacher_script_takes_the_students_stability_flags(tmp_path, capsys):
+    """protocols/teacher_stability.py runs a teacher with the settings a student's sweep used (time step, seed,
+    watchdog), so the two runs compare; GFN2-xTB on ethanol, 20 steps of 1 fs."""
+    spec = importlib.util.spec_from_file_location("protocol_script_teacher_stability",
+                                                  REPO / "protocols" / "teacher_stability.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--teacher", "gfn2-xtb", "--systems", "ethanol", "--temperatures", "500", "--length-ps",
+                        "0.02", "--timestep-fs", "1.0", "--seed", "3", "--max-bond-change", "0.7",
+                        "--output", str(tmp_path)]) == 0
+    data = _load(tmp_path / "ethanol" / "stability.json")  # one system: its own folder, nothing to merge
+    assert data["settings"]["timestep_fs"] == 1.0 and data["settings"]["seed"] == 3
+    assert data["settings"]["temperatures_k"] == [500.0]
+    assert data["settings"]["thresholds"]["max_bond_deviation_angstrom"] == 0.7
+    (run,) = data["systems"][0]["runs"]
+    assert run["survived"] and run["simulated_ps"] == pytest.approx(0.02)
+    assert "teacher gfn2-xtb" in data["model"]["forces"][0]
+
+
 @pytest.mark.slow
 def test_throughput_with_orb_v2_architecture(student, tmp_path):
     """Orb-v2 with random weights goes through the real teacher adapter (writes a ~100 MB checkpoint to /tmp)."""

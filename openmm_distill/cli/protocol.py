@@ -42,6 +42,23 @@ PROTOCOL_HELP = {
     "report": "all four protocols, a verdict per system, and the model card's Validation section",
 }
 MERGE_HELP = "join the output folders of NVE or stability runs made in parts (--shard, batches) into one"
+FAILURES_HELP = ("look at the failed runs of a stability output folder with the teacher: did the student make the "
+                 "failing geometry too easy, or does its teacher allow it too?")
+FAILURES_DESCRIPTION = FAILURES_HELP + """
+
+For each failed run: student and teacher energies on the last --window trajectory frames (the
+failing frame last) and on --baseline frames spread over the run before them, which measure the
+student's usual energy error on its own trajectory. A failing frame whose error is more than three
+times that usual error (and 0.1 eV) below it is a student error. Also the force each model puts
+along the bond that changed most. Seconds per failed run, where the teacher's own MD to the same
+time takes hours. Writes failures.json, summary.md and a plot per failed run (default
+<folder>/failures).
+
+examples:
+  openmm-distill protocol failures runs/protocols/tiny/stability
+  openmm-distill protocol failures runs/stab --student tiny-sevennet0    # a sweep still running
+  openmm-distill protocol failures runs/stab --teacher gfn2-xtb          # another teacher than the student's
+"""
 
 
 # A split holds dozens of molecules; quick runs take the first few.
@@ -113,7 +130,8 @@ def _nve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--minimize-iterations", type=int, help="minimise before MD (default 0: no)")
 
 
-def _stability_options(p: argparse.ArgumentParser) -> None:
+def add_stability_options(p: argparse.ArgumentParser) -> None:
+    """The stability protocol's settings (shared with protocols/teacher_stability.py, so a teacher runs as its student did)."""
     g = p.add_argument_group("stability")
     g.add_argument("--temperatures", type=_floats, help="comma-separated NVT temperatures, K (default 300,500)")
     g.add_argument("--length-ps", dest="stability_length_ps", type=_positive_float,
@@ -170,7 +188,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name == "nve":
             _nve_options(p)
         elif name == "stability":
-            _stability_options(p)
+            add_stability_options(p)
         elif name == "accuracy":
             _accuracy_options(p)
         elif name == "throughput":
@@ -188,6 +206,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "summary.md; per-system files stay in the parts' folders.")
     p.add_argument("folders", nargs="+", metavar="FOLDER", help="output folders of the parts")
     p.add_argument("-o", "--output", required=True, help="folder for the merged JSON and summary")
+    _failures_options(sub.add_parser("failures", help=FAILURES_HELP, description=FAILURES_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def _failures_options(p: argparse.ArgumentParser) -> None:
+    from openmm_distill.teachers.registry import available_teachers
+
+    p.add_argument("folder", metavar="FOLDER", help="output folder of `openmm-distill protocol stability`")
+    p.add_argument("--student", help="the student that ran (default: the one recorded in FOLDER/stability.json)")
+    p.add_argument("--teacher", choices=available_teachers(),
+                   help="teacher to compare with (default: the one recorded in the student, with its options)")
+    p.add_argument("--teacher-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of --teacher, value parsed as YAML (e.g. model=7net-0) (repeatable)")
+    p.add_argument("--window", type=_positive_int, default=15,
+                   help="last frames looked at per failed run, the failing one last (default 15)")
+    p.add_argument("--baseline", type=_positive_int, default=40,
+                   help="frames spread over the run before the window, for the student's usual error (default 40)")
+    p.add_argument("-o", "--output", help="output folder (default FOLDER/failures)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true", help="no progress bars")
 
 
 # -- args -> settings (shared with the scripts in protocols/) --------------------------------------
@@ -266,6 +304,20 @@ def run(args: argparse.Namespace) -> int:
         out = merge_outputs(args.folders, args.output)
         print(out.summary)
         print(f"\nwrote {out.json_path} and {out.output_dir / 'summary.md'}")
+        return 0
+    if args.protocol == "failures":
+        from openmm_distill.cli.label import teacher_options_from_args
+        from openmm_distill.protocols.failures import run_failure_check
+
+        limit_threads(args.threads)
+        options = teacher_options_from_args(args)
+        if options and not args.teacher:
+            raise ConfigError("--teacher-option needs --teacher (the student's own teacher comes with its options)")
+        out = run_failure_check(args.folder, args.student, args.teacher, teacher_options=options,
+                                window=args.window, baseline=args.baseline, output_dir=args.output,
+                                show_progress=not args.no_progress)
+        print(out.summary)
+        print(f"\nwrote {len(out.files)} files to {out.output_dir}")
         return 0
     limit_threads(args.threads)
     if args.split and args.max_systems is None and not args.full:

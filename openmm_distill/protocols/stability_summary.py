@@ -41,6 +41,9 @@ def summarize_stability(records: Sequence[Dict[str, Any]], settings: StabilitySe
         output.markdown_table(["system", "atoms", "T (K)", "result", "time survived / to failure (ps)",
                                "max RMSD (Å)", "max bond change (Å)", "steps/s", "failure"], rows),
     ]
+    if any(row[3] == "FAILED" for row in rows):
+        lines += ["", "Did the student make the failing geometry too easy, or does its teacher allow it? "
+                      "`openmm-distill protocol failures <this folder>` tells in seconds per failed run."]
     return "\n".join(lines)
 
 

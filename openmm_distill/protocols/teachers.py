@@ -129,7 +129,7 @@ def teacher_system(teacher, molsys) -> openmm.System:
         system.setDefaultPeriodicBoxVectors(*(openmm.Vec3(*row) for row in molsys.box_nm))
     numbers = atomic_numbers_of(molsys.topology)
     box = None if not periodic else np.asarray(molsys.box_nm) * units.NM_TO_ANGSTROM
-    charge = _charge(molsys)
+    charge = formal_charge(getattr(molsys, "smiles", ""))
     teacher.compute(numbers, np.asarray(molsys.positions_nm) * units.NM_TO_ANGSTROM, box, charge=charge)
     computation = TeacherComputation(teacher, numbers, periodic, charge)
     force = python_force(computation, periodic, f"the {teacher.name} teacher")
@@ -138,13 +138,13 @@ def teacher_system(teacher, molsys) -> openmm.System:
     return system
 
 
-def _charge(molsys) -> Optional[int]:
-    """Formal charge from the system's SMILES when known (teachers refuse what they cannot model)."""
-    if not getattr(molsys, "smiles", ""):
+def formal_charge(smiles: str) -> Optional[int]:
+    """Formal charge of a molecule from its SMILES, None when unknown (teachers refuse what they cannot model)."""
+    if not smiles:
         return None
     from rdkit import Chem
 
-    mol = Chem.MolFromSmiles(molsys.smiles)
+    mol = Chem.MolFromSmiles(smiles)
     return None if mol is None else int(Chem.GetFormalCharge(mol))
 
 
