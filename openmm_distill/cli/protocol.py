@@ -32,6 +32,9 @@ a whole split in parts (array-job tasks, or batches on a small machine), then on
 
 NVE and stability keep each finished system in <output>/systems/; if a run is killed, the same
 command again simulates only the systems that were not finished.
+
+when a stability run failed, was it the student or its teacher? (seconds per failed run):
+  openmm-distill protocol failures runs/protocols/tiny/stability
 """
 
 PROTOCOL_HELP = {
