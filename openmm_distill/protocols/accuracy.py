@@ -274,11 +274,7 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
     from ase.calculators.calculator import Calculator
 
     from openmm_distill.ase_calculator import StudentCalculator
-    from openmm_distill.protocols.teachers import (
-        default_teacher_name,
-        default_teacher_options,
-        get_protocol_teacher,
-    )
+    from openmm_distill.protocols.teachers import default_teacher_name, student_teacher
 
     settings = settings or AccuracySettings.quick()
     if isinstance(student, Calculator):
@@ -296,13 +292,8 @@ def run_accuracy(student, systems: Union[None, str, Sequence[Any]] = None,
         samples, teacher_info = samples_from_dataset(dataset, molecules, settings.max_structures)
         teacher_info = {**teacher_info, "source": f"labels from {dataset}"}
     else:
-        if teacher is None or isinstance(teacher, str):
-            # The student's own teacher with the model it recorded, unless the caller names another.
-            options = default_teacher_options(meta) if teacher is None else {}
-            teacher_obj, label = get_protocol_teacher(teacher or default_teacher_name(meta), teacher_weights,
-                                                      **options)
-        else:
-            teacher_obj, label = teacher, getattr(teacher, "name", "teacher")
+        # The student's own teacher with the model it recorded, unless the caller names another.
+        teacher_obj, label = student_teacher(teacher, meta, teacher_weights)
         teacher_info = {**teacher_obj.describe(), "label": label, "source": "labelled live"}
         samples = []
         for spec in system_specs(systems):

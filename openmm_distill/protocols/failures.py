@@ -265,7 +265,7 @@ def run_failure_check(folder: Union[str, Path], student=None, teacher=None, *, t
     baseline : frames spread over each run before the window that measure the student's usual energy error
     """
     from openmm_distill.export.student import load_student
-    from openmm_distill.protocols.teachers import default_teacher_name, default_teacher_options, get_protocol_teacher
+    from openmm_distill.protocols.teachers import student_teacher
 
     runs, model = failed_runs(folder)
     student = student or model.get("path")
@@ -273,11 +273,7 @@ def run_failure_check(folder: Union[str, Path], student=None, teacher=None, *, t
         raise ConfigError(f"{str(folder)!r} has no stability.json that names its student (a sweep still running?): "
                           "name it with --student")
     loaded = load_student(student)
-    if teacher is None or isinstance(teacher, str):
-        options = dict(teacher_options or {}) if teacher else default_teacher_options(loaded.metadata)
-        teacher, teacher_label = get_protocol_teacher(teacher or default_teacher_name(loaded.metadata), **options)
-    else:
-        teacher_label = getattr(teacher, "name", "teacher")
+    teacher, teacher_label = student_teacher(teacher, loaded.metadata, **(teacher_options or {}))
     output_dir = Path(output_dir) if output_dir is not None else Path(folder) / "failures"
     checks, files = [], []
     for system, run in output.progress(runs, desc="failed runs", enabled=show_progress):

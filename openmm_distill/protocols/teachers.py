@@ -80,6 +80,18 @@ def default_teacher_options(student_metadata: Dict[str, Any]) -> Dict[str, Any]:
     return recorded_teacher((student_metadata or {}).get("teacher"))[1]
 
 
+def student_teacher(teacher, student_metadata: Dict[str, Any], weights_path: Optional[str] = None,
+                    **options: Any) -> Tuple[Any, str]:
+    """The teacher a protocol compares a student with, and its label: ``teacher`` as given (a Teacher object),
+    by registry name with ``options``, or, when None, the teacher recorded in the student's metadata with the
+    options it recorded (e.g. SevenNet's model)."""
+    if teacher is not None and not isinstance(teacher, str):
+        return teacher, getattr(teacher, "name", "teacher")
+    if teacher is None:
+        options = default_teacher_options(student_metadata)
+    return get_protocol_teacher(teacher or default_teacher_name(student_metadata), weights_path, **options)
+
+
 class TeacherComputation:
     """``computation(state) -> (energy kJ/mol, forces kJ/mol/nm)`` for ``openmm.PythonForce``, from a teacher.
 
