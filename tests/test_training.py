@@ -605,13 +605,58 @@ def test_fine_tuning_starts_from_a_shipped_student_by_name(dataset, tmp_path):
         torch.testing.assert_close(model.state_dict()[key].to(value.dtype), value, rtol=1e-5, atol=1e-6, msg=key)
 
 
+def test_widening_a_student_keeps_its_energies_and_then_trains_the_new_channels(trained, dataset, tmp_path):
+    """model.hidden above the starting student's: the trained weights in place, new channels beside them."""
+    from openmm_distill.models import count_parameters, load_checkpoint
+    from openmm_distill.models.growth import widen
+    from openmm_distill.models.neighbors import neighbor_list
+    from openmm_distill.training import Trainer
+
+    _, result = trained
+    source, _ = load_checkpoint(result.best_checkpoint)
+    wide = widen(source, 48)
+    assert (wide.hidden, source.hidden) == (48, 32) and count_parameters(wide) > 2 * count_parameters(source)
+    torch.manual_seed(0)
+    positions = (torch.rand(12, 3) * 4.0).requires_grad_(True)
+    numbers = torch.tensor([8, 1, 1, 6, 1, 1, 1, 8, 1, 6, 6, 1])
+    edges, shifts = neighbor_list(positions, source.cutoff)
+    results = []
+    for model in (source, wide):
+        energy = model(model.species_of(numbers), positions, edges, shifts, torch.zeros(12, dtype=torch.long), 1)
+        results.append((energy.detach(), torch.autograd.grad(energy.sum(), positions)[0]))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-12, atol=1e-4)  # eV, float32 sums
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-5)
+    # New channels carry signal (random weights into them), and every weight from them into an old one is 0.
+    assert float(wide.embedding.weight.detach()[:, 32:].abs().sum()) > 0.0
+    assert float(wide.messages[0].phi[2].weight.detach()[:32, 32:].abs().sum()) == 0.0
+    assert float(wide.readout[2].weight.detach()[:, 16:].abs().sum()) == 0.0
+
+    # Through the trainer: at a learning rate of ~0 the wider student scores as the source; then it learns.
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        dataset, tmp_path / "still", "optim.epochs=1", "optim.lr=1.0e-12", "optim.warmup_epochs=0",
+        "run.compile=false", "model.hidden=48", f"model.init_from={result.best_checkpoint}"))
+    still = Trainer(cfg).fit()
+    assert still.best_metrics["force_mae"] == pytest.approx(result.best_metrics["force_mae"], rel=1e-4)
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        dataset, tmp_path / "grown", "optim.epochs=2", "optim.lr=1.0e-3", "optim.warmup_epochs=0",
+        "run.compile=false", "model.hidden=48", f"model.init_from={result.best_checkpoint}"))
+    grown = Trainer(cfg).fit()
+    model, payload = load_checkpoint(grown.best_checkpoint)
+    assert model.hidden == 48 and payload["hyperparameters"]["hidden"] == 48
+    assert float(model.readout[2].weight.detach()[:, 16:].abs().sum()) > 0.0  # the zeros moved: the new channels count
+
+
 def test_fine_tuning_refuses_architecture_overrides_and_new_elements(trained, dataset, tmp_path):
     from openmm_distill.training import Trainer
 
     _, result = trained
     cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
-        dataset, tmp_path / "a", "model.hidden=16", f"model.init_from={result.best_checkpoint}"))
-    with pytest.raises(ConfigError, match="model.hidden"):
+        dataset, tmp_path / "a", "model.n_interactions=3", f"model.init_from={result.best_checkpoint}"))
+    with pytest.raises(ConfigError, match="model.n_interactions"):
+        Trainer(cfg).fit()
+    cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
+        dataset, tmp_path / "d", "model.hidden=16", f"model.init_from={result.best_checkpoint}"))
+    with pytest.raises(ConfigError, match=r"model.hidden = 16: .* at least the starting student's 32"):
         Trainer(cfg).fit()
     cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
         dataset, tmp_path / "c", "model.preset=original", f"model.init_from={result.best_checkpoint}"))

@@ -65,7 +65,9 @@ class ModelConfig:
         except when the data comes from another teacher than the student's
         (a GFN2-xTB student fine-tuned on SevenNet labels): then the reference
         energies and shift are refitted on the training data and the scale is kept.
-        ``preset`` must name the checkpoint's preset, and the overrides above must be null.
+        ``preset`` must name the checkpoint's preset, and the overrides above must be null,
+        except ``hidden``: a larger width widens the student (new channels beside the
+        trained ones, energies unchanged at the start; see :mod:`openmm_distill.models.growth`).
         The optimiser, schedule and EMA start fresh, so pick a smaller
         ``optim.lr`` and fewer epochs than for training from scratch.
     """

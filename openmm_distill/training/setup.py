@@ -27,6 +27,7 @@ from openmm_distill.elements import to_atomic_number
 from openmm_distill.errors import ConfigError
 from openmm_distill.models import build_student, count_parameters, load_checkpoint
 from openmm_distill.models.casting import cast_model
+from openmm_distill.models.growth import widen
 from openmm_distill.teachers.registry import recorded_teacher, teacher_label
 from openmm_distill.training import datasets as ds
 from openmm_distill.training import distributed as ddp
@@ -186,14 +187,19 @@ def student_from_checkpoint(m: ModelConfig, train: Dict[str, np.ndarray], val_z:
     data: the two teachers' energy zeros differ by eV per atom, which the weights should not have to
     learn. The scale (the network's output unit) is kept with the weights.
     """
-    overrides = [k for k in ("hidden", "n_interactions", "cutoff", "n_rbf", "elements") if getattr(m, k) is not None]
+    overrides = [k for k in ("n_interactions", "cutoff", "n_rbf", "elements") if getattr(m, k) is not None]
     if overrides:
-        raise ConfigError(f"model.init_from={m.init_from} fixes the architecture and elements; set "
-                          f"{', '.join('model.' + k for k in overrides)} to null")
+        raise ConfigError(f"model.init_from={m.init_from} fixes the architecture and elements (only model.hidden "
+                          f"may widen it); set {', '.join('model.' + k for k in overrides)} to null")
     model, payload = starting_weights(m.init_from)
     if payload.get("preset") and payload["preset"] != m.preset:
         raise ConfigError(f"model.init_from={m.init_from} holds a {payload['preset']!r} student but model.preset is "
                           f"{m.preset!r}; set model.preset={payload['preset']}")
+    if m.hidden is not None and m.hidden != model.hidden:
+        old_hidden = model.hidden
+        model = widen(model, m.hidden)
+        logger.info("widened the student of %s from %d to %d feature channels (%s parameters), energies unchanged",
+                    m.init_from, old_hidden, m.hidden, f"{count_parameters(model):,}")
     elements = list(model.elements)
     train_z = sorted(int(z) for z in np.unique(train["atomic_numbers"]))
     missing = sorted((set(train_z) | set(val_z)) - set(elements))
