@@ -127,7 +127,10 @@ def test_error_types_keep_the_builtin_type_callers_expect():
 def test_a_missing_optional_teacher_names_the_install_command(tmp_path, capsys, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "orb_models", None)  # as if orb-models were not installed
+    # As if orb-models were not installed; its submodules too, which an earlier test may have imported
+    # (an import finds "orb_models.forcefield" in sys.modules without looking at its parent).
+    for name in [m for m in sys.modules if m == "orb_models" or m.startswith("orb_models.")] + ["orb_models"]:
+        monkeypatch.setitem(sys.modules, name, None)
     argv = ["label", "--smiles", "water=O", "-o", str(tmp_path / "w.h5"), "--teacher", "orb-v2", "--md-snapshots", "0"]
     assert main(argv) == 2
     err = capsys.readouterr().err
