@@ -656,7 +656,7 @@ def test_fine_tuning_refuses_architecture_overrides_and_new_elements(trained, da
         Trainer(cfg).fit()
     cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
         dataset, tmp_path / "d", "model.hidden=16", f"model.init_from={result.best_checkpoint}"))
-    with pytest.raises(ConfigError, match=r"model.hidden = 16: .* at least the starting student's 32"):
+    with pytest.raises(ConfigError, match=r"model.hidden = 16: .* at least the starting student's 32 channels"):
         Trainer(cfg).fit()
     cfg = load_config(RECIPES / "smoke.yaml", smoke_overrides(
         dataset, tmp_path / "c", "model.preset=original", f"model.init_from={result.best_checkpoint}"))

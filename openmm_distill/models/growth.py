@@ -49,14 +49,14 @@ def widen(model: PaiNN, hidden: int) -> PaiNN:
     model : PaiNN
         A trained student (its weights, reference energies, scale and shift are kept).
     hidden : int
-        The new feature width; at least the student's, and even (the readout's hidden layer is half of it).
+        The new feature width, at least the student's.
     """
     if not isinstance(model, PaiNN):
         raise ConfigError(f"only PaiNN students can be widened, not {type(model).__name__}")
     old_hidden = model.hidden
-    if hidden < old_hidden or hidden % 2:
-        raise ConfigError(f"model.hidden = {hidden}: a widened student needs an even width of at least the "
-                          f"starting student's {old_hidden}")
+    if hidden < old_hidden:
+        raise ConfigError(f"model.hidden = {hidden}: a widened student needs at least the starting student's "
+                          f"{old_hidden} channels")
     wide = PaiNN(model.elements, hidden=hidden, n_interactions=model.n_interactions, cutoff=model.cutoff,
                  n_rbf=model.n_rbf)
     if next(model.parameters()).dtype == torch.float64:
