@@ -16,6 +16,7 @@ speed drifts.
 
     python benchmarks/student_speed.py              # all presets, sizes and backends (~15-20 min)
     python benchmarks/student_speed.py --quick      # fewer repetitions (~8 min)
+    python benchmarks/student_speed.py --presets tiny,tiny/96,original --max-atoms 200   # a wider tiny beside both
 """
 from __future__ import annotations
 
@@ -120,7 +121,9 @@ def teacher_call(name, z, pos_nm, **options) -> Callable[[], None]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
-    parser.add_argument("--presets", default=",".join(preset_names()), help="comma-separated presets")
+    parser.add_argument("--presets", default=",".join(preset_names()),
+                        help="comma-separated presets; PRESET/WIDTH times the preset at another feature width "
+                             "(e.g. tiny/96, a widened tiny)")
     parser.add_argument("--large-presets", default=None,
                         help="presets also measured on the 1,000- and 5,000-atom water boxes (default: all)")
     parser.add_argument("--max-atoms", type=int, default=None,
@@ -148,9 +151,10 @@ def main(argv=None) -> int:
         paths = {}
         for preset in presets:
             torch.manual_seed(0)
-            model = build_student(preset)
-            paths[preset] = tmp / f"{preset}.pt"
-            compile_student(model, paths[preset], preset=preset)
+            name, _, width = preset.partition("/")
+            model = build_student(name, **({"hidden": int(width)} if width else {}))
+            paths[preset] = tmp / f"{preset.replace('/', '_')}.pt"
+            compile_student(model, paths[preset], preset=name)
             for backend in backends:
                 results["students"][row_name(preset, backend)] = {"parameters": count_parameters(model),
                                                                   "backend": backend, "systems": {}}
