@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import List
 
 import torch
+from torch import nn
 
 from openmm_distill.errors import ConfigError
 from openmm_distill.models.painn import PaiNN
@@ -74,8 +75,9 @@ def widen(model: PaiNN, hidden: int) -> PaiNN:
             kept = [m >= 0 for m in maps]
             target[torch.meshgrid(*[torch.nonzero(k).squeeze(1) for k in kept], indexing="ij")] = source[
                 torch.meshgrid(*[m[k] for m, k in zip(maps, kept)], indexing="ij")]
-            if target.dim() == 2 and name != "embedding.weight":
+            if isinstance(wide.get_submodule(name.rpartition(".")[0]), nn.Linear) and target.dim() == 2:
                 # A Linear's weight is [outputs, inputs]: new inputs must not reach old outputs.
+                # (An embedding's new columns keep their random values: they are the new channels' inputs.)
                 target[torch.nonzero(kept[0]).squeeze(1)[:, None], torch.nonzero(~kept[1]).squeeze(1)[None, :]] = 0.0
     wide.load_state_dict(new)
     return wide
