@@ -61,7 +61,7 @@ def widen(model: PaiNN, hidden: int) -> PaiNN:
     wide = PaiNN(model.elements, hidden=hidden, n_interactions=model.n_interactions, cutoff=model.cutoff,
                  n_rbf=model.n_rbf)
     if next(model.parameters()).dtype == torch.float64:
-        wide = wide.double()  # buffers are float64 already; only the weights follow the student
+        wide = wide.double()  # a float64 student (as eager_model rebuilds one from a float64 file)
     old = model.state_dict()
     new = wide.state_dict()
     with torch.no_grad():
