@@ -45,8 +45,6 @@ def _training_minutes(run_dir: Path) -> str:
 def _training_data_line(cfg: dict) -> str:
     """What the training file held, read from the file itself when it is here (molecules, structures, analogues)."""
     path = _relative(str(cfg.get("data", {}).get("path", "")))
-    if path.is_absolute() and Path("data", path.name).resolve() == path.resolve():
-        path = Path("data", path.name)  # the recipe's name for a file kept outside the checkout (a link in data/)
     if not path.is_file():
         return f"- Training file: `{path}` (not present here to describe).\n"
     from collections import Counter
@@ -81,8 +79,18 @@ def _training_data_line(cfg: dict) -> str:
 
 
 def _relative(path: str) -> Path:
+    """``path`` as the recipes name it: relative to the checkout, also when the trainer recorded it through a
+    link (``data/`` or ``runs/`` kept outside the checkout: the shortest tail that names the same file here)."""
     p = Path(path)
-    return p.relative_to(Path.cwd()) if p.is_absolute() and p.is_relative_to(Path.cwd()) else p
+    if not p.is_absolute():
+        return p
+    if p.is_relative_to(Path.cwd()):
+        return p.relative_to(Path.cwd())
+    for k in range(len(p.parts) - 1, 0, -1):
+        tail = Path(*p.parts[k:])
+        if tail.exists() and p.exists() and tail.resolve() == p.resolve():
+            return tail
+    return p
 
 
 def _recipe_writing(output_dir: Path, preset: str) -> str:
