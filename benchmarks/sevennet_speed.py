@@ -8,8 +8,8 @@ molecules of student_speed.py) this times, in alternating blocks (see
 pretrained weights, through the teacher adapter) and one VerletIntegrator step of
 each student on OpenMM's CPU platform, per backend (``torch``: TorchForce;
 ``inductor``: PythonForce running the network compiled by TorchInductor). A
-student's cost does not depend on its weights, so the shipped students stand
-in for SevenNet-distilled ones of the same architecture.
+student's cost does not depend on its weights; the default times the students
+distilled from SevenNet-0 themselves.
 
     python benchmarks/sevennet_speed.py                                 # ~5-8 min on one thread
     python benchmarks/sevennet_speed.py --backends torch --students original
@@ -37,7 +37,7 @@ TARGETS = {SMALL[0]: 30.0, MEDIUM[0]: 50.0}
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--students", default="original,tiny",
+    parser.add_argument("--students", default="original-sevennet0,tiny-sevennet0",
                         help="shipped students or compiled files (default: %(default)s)")
     parser.add_argument("--backends", default=",".join(BACKENDS), help="OpenMM backends to time (default: %(default)s)")
     parser.add_argument("--model", default="7net-0", help="SevenNet pretrained model (default: %(default)s)")
