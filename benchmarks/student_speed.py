@@ -16,7 +16,7 @@ speed drifts.
 
     python benchmarks/student_speed.py              # all presets, sizes and backends (~15-20 min)
     python benchmarks/student_speed.py --quick      # fewer repetitions (~8 min)
-    python benchmarks/student_speed.py --presets tiny,tiny/96,original --max-atoms 200   # a wider tiny beside both
+    python benchmarks/student_speed.py --presets tiny,tiny/64,original --max-atoms 200   # tiny beside its old width and original
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
     parser.add_argument("--presets", default=",".join(preset_names()),
                         help="comma-separated presets; PRESET/WIDTH times the preset at another feature width "
-                             "(e.g. tiny/96, a widened tiny)")
+                             "(e.g. tiny/64, tiny before it was widened)")
     parser.add_argument("--large-presets", default=None,
                         help="presets also measured on the 1,000- and 5,000-atom water boxes (default: all)")
     parser.add_argument("--max-atoms", type=int, default=None,

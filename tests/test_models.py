@@ -57,8 +57,9 @@ def random_rotation(seed=0):
 @pytest.mark.parametrize("preset", preset_names())
 def test_presets_build_and_have_expected_sizes(preset):
     n = count_parameters(build_student(preset))
-    # Sizes of the original project's students: ~430K / ~77K / ~21K; ours within 25 %.
-    target = {"original": 430_000, "tiny": 77_000, "ultra-tiny": 21_000}[preset]
+    # The original project's sizes (~430K / ~21K) within 25 %; `tiny` is ours, widened to 96 channels
+    # (the original project's ~77K had too little capacity for the blind-set target, docs/chemistry.md).
+    target = {"original": 430_000, "tiny": 134_000, "ultra-tiny": 21_000}[preset]
     assert 0.75 * target < n < 1.1 * target
     assert PRESETS[preset].cutoff == 5.0
 
