@@ -102,6 +102,25 @@ def test_compile_cli_and_info_cli(tmp_path, capsys):
     assert "not a TorchScript file" in capsys.readouterr().err
 
 
+def test_info_without_a_student_lists_the_shipped_ones_with_their_teacher_and_accuracy(capsys):
+    from openmm_distill.cli import main
+    from openmm_distill.export.student import SHIPPED_DIR, available_students
+
+    assert main(["info", "--json"]) == 0
+    rows = {r["student"]: r for r in json.loads(capsys.readouterr().out)}
+    assert sorted(rows) == available_students() and "original-sevennet0" in rows
+    recorded = json.loads((SHIPPED_DIR / "test_metrics.json").read_text())  # written by training/ship_students.py
+    for name, row in rows.items():
+        meta = load_compiled(SHIPPED_DIR / f"{name}.pt")[1]
+        assert row["parameters"] == meta["n_parameters"] and row["teacher"].startswith(meta["teacher"]["name"])
+        assert row["force_r2"] == {"test": recorded[name]["metrics"]["force_r2"],
+                                   "blind": recorded[name]["blind"]["metrics"]["force_r2"]}
+    assert rows["tiny-sevennet0"]["teacher"] == "sevennet (7net-0)"
+    assert main(["info"]) == 0
+    table = capsys.readouterr().out
+    assert f"{recorded['original']['blind']['metrics']['force_r2']:.4f}" in table and "ultra-tiny" in table
+
+
 def test_compile_cli_rebuilds_a_compiled_student_keeping_weights_and_metadata(tmp_path, capsys, aspirin):
     """Students compiled by older code get the current deployed code, nothing else changes."""
     from openmm_distill.cli import main

@@ -22,6 +22,24 @@ def available_students() -> List[str]:
     return sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
 
 
+def shipped_accuracy() -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Accuracy of each shipped student against its own teacher, as ``training/ship_students.py`` recorded it.
+
+    ``{name: {"test": metrics, "blind": metrics}}`` (force R^2, force MAE in eV/Angstrom, energy MAE in
+    meV/atom, ...); a set that was not evaluated is left out.
+    """
+    import json
+
+    path = SHIPPED_DIR / "test_metrics.json"
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    accuracy = {}
+    for name in available_students():
+        test = recorded.get(name) or {}  # the test split's record, with the blind set's inside it
+        sets = {"test": test.get("metrics"), "blind": (test.get("blind") or {}).get("metrics")}
+        accuracy[name] = {split: metrics for split, metrics in sets.items() if metrics}
+    return accuracy
+
+
 def resolve_student_path(student: str | os.PathLike) -> Path:
     """A shipped student's name, or a path to a compiled file."""
     path = Path(student)
