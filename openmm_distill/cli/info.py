@@ -6,8 +6,11 @@ DESCRIPTION = HELP + ".\n\nexample:\n  openmm-distill info original\n  openmm-di
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("student", nargs="?", help="shipped student name or compiled file; omit it to list the shipped students (teacher, size, force R^2 on the test split and the blind set)")
-    parser.add_argument("--json", action="store_true", help="print the full metadata as JSON")
+    parser.add_argument("student", nargs="?",
+                        help="shipped student name or compiled file; omit it to list the shipped students "
+                             "(teacher, size, force R^2 on the test split and the blind set)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: the student's full metadata, or the shipped students' list")
 
 
 def run(args) -> int:
