@@ -34,12 +34,13 @@ def _shipped_table(as_json: bool) -> str:
     """The shipped students side by side: teacher, size, and force R^2 against that teacher."""
     import json
 
-    from openmm_distill.export.student import SHIPPED_DIR, available_students, load_student, shipped_accuracy
+    from openmm_distill.export.student import SHIPPED_DIR, available_students, shipped_accuracy
+    from openmm_distill.export.torchscript import read_metadata
 
     accuracy = shipped_accuracy()
     rows = []
     for name in available_students():
-        meta = load_student(name).metadata
+        meta = read_metadata(SHIPPED_DIR / f"{name}.pt")
         teacher = meta.get("teacher") or {}
         model = (teacher.get("settings") or {}).get("model")
         rows.append({"student": name, "preset": meta.get("preset"),
